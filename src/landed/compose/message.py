@@ -1,0 +1,158 @@
+"""Building one delivery's email: headers, text/HTML body and the footer.
+
+The output must be byte-identical every time it is built from the same stored
+data, so that a resend after a crash is recognisably the same message (same
+Message-ID, same Date, same body). Nothing here reads the clock.
+"""
+
+from __future__ import annotations
+
+import html as html_lib
+from dataclasses import dataclass, field
+from datetime import datetime
+from email.utils import format_datetime
+
+from landed.compose.headers import Mailbox, check_header_value
+from landed.compose.mime import CRLF, encode_header, mailbox_header, text_part
+from landed.tokens import human_ref
+
+#: Our own header, so a returned message can be attributed even when the
+#: Message-ID was rewritten (Exchange, some ESPs) and the envelope was lost.
+TOKEN_HEADER = "X-Landed-Token"
+
+
+@dataclass(frozen=True, slots=True)
+class Outstanding:
+    """An earlier notification to the same recipient not yet confirmed."""
+
+    seq: int
+    topic_key: str
+    subject: str
+    delivery_id: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutgoingMessage:
+    """Everything needed to build one delivery's email."""
+
+    sender: Mailbox
+    recipient: Mailbox
+    subject: str
+    text: str
+    html: str | None = None
+    topic_key: str
+    topic_root: str
+    delivery_id: str
+    token: str
+    message_id_domain: str
+    seq: int
+    date: datetime
+    reply_to: str | None = None
+    outstanding: tuple[Outstanding, ...] = field(default_factory=tuple)
+
+    @property
+    def message_id(self) -> str:
+        """``<TOKEN@domain>``."""
+        return f"<{self.token}@{self.message_id_domain}>"
+
+
+def subject_line(topic_key: str, subject: str) -> str:
+    """The subject carries the topic key (never the tracking id), once."""
+    if topic_key in subject:
+        return subject
+    return f"[{topic_key}] {subject}"
+
+
+def _footer_lines(msg: OutgoingMessage) -> tuple[str, list[str]]:
+    head = f"Ref {human_ref(msg.delivery_id)} · #{msg.seq} for you · {msg.topic_key}"
+    rows = [
+        f"  #{item.seq}  {item.topic_key}  {item.subject}  "
+        f"(Ref {human_ref(item.delivery_id)}, {item.created_at:%Y-%m-%d %H:%M} UTC)"
+        for item in msg.outstanding
+    ]
+    return head, rows
+
+
+def text_body(msg: OutgoingMessage) -> str:
+    """The plain-text body with the footer and the outstanding block."""
+    head, rows = _footer_lines(msg)
+    parts = [msg.text.rstrip("\n"), "", "-- ", head]
+    if rows:
+        parts += ["", "Still unconfirmed for you (earlier notifications):", *rows]
+    return "\n".join(parts) + "\n"
+
+
+def html_body(msg: OutgoingMessage) -> str:
+    """The HTML body with the same footer, inserted before ``</body>`` if present."""
+    assert msg.html is not None
+    head, _ = _footer_lines(msg)
+    footer = [
+        '<hr><p style="color:#666;font-size:12px">' + html_lib.escape(head) + "</p>",
+    ]
+    if msg.outstanding:
+        footer.append('<p style="color:#666;font-size:12px">Still unconfirmed for you:</p><ul>')
+        for item in msg.outstanding:
+            footer.append(
+                f'<li style="color:#666;font-size:12px">#{item.seq} '
+                f"{html_lib.escape(item.topic_key)} {html_lib.escape(item.subject)} "
+                f"(Ref {human_ref(item.delivery_id)}, {item.created_at:%Y-%m-%d %H:%M} UTC)</li>"
+            )
+        footer.append("</ul>")
+    block = "\n".join(footer)
+    body = msg.html
+    at = body.lower().rfind("</body>")
+    if at >= 0:
+        return body[:at] + block + "\n" + body[at:]
+    return body + "\n" + block + "\n"
+
+
+def compose(msg: OutgoingMessage) -> bytes:
+    """The complete RFC 5322 message, CRLF line endings, ready for DATA."""
+    subject = subject_line(
+        check_header_value(msg.topic_key, "topic"), check_header_value(msg.subject, "subject")
+    )
+    root = f"<{msg.topic_root}>"
+    headers = [
+        mailbox_header("From", msg.sender.display_name, msg.sender.address),
+        mailbox_header("To", msg.recipient.display_name, msg.recipient.address),
+    ]
+    if msg.reply_to:
+        headers.append(encode_header("Reply-To", check_header_value(msg.reply_to, "reply_to")))
+    headers += [
+        encode_header("Subject", subject),
+        f"Date: {format_datetime(msg.date)}",
+        f"Message-ID: {msg.message_id}",
+        f"In-Reply-To: {root}",
+        f"References: {root}",
+        f"{TOKEN_HEADER}: {msg.token}",
+        "MIME-Version: 1.0",
+    ]
+    # Deliberately no "Auto-Submitted: auto-generated" and no
+    # "X-Auto-Response-Suppress": out-of-office replies are evidence of delivery
+    # (DESIGN.md, "The evidence ladder"), and both headers suppress them
+    # (RFC 3834 §2; Exchange honours X-Auto-Response-Suppress).
+    text_headers, text_payload = text_part(text_body(msg), "plain")
+    if msg.html is None:
+        lines = [*headers, *text_headers, "", text_payload]
+    else:
+        html_headers, html_payload = text_part(html_body(msg), "html")
+        # The boundary is derived from the token so a rebuilt message is byte-identical.
+        boundary = f"=_landed_{msg.token[:26]}"
+        while boundary in text_payload or boundary in html_payload:
+            boundary += "_"
+        lines = [
+            *headers,
+            f'Content-Type: multipart/alternative; boundary="{boundary}"',
+            "",
+            f"--{boundary}",
+            *text_headers,
+            "",
+            text_payload,
+            f"--{boundary}",
+            *html_headers,
+            "",
+            html_payload,
+            f"--{boundary}--",
+        ]
+    return (CRLF.join(lines) + CRLF).encode("utf-8")

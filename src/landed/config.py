@@ -1,0 +1,289 @@
+"""Configuration: one typed ``Settings`` object from a TOML file and ``LANDED_*``
+environment variables (which win), passed explicitly; there is no global config.
+
+The file is ``landed.toml`` in the working directory, or the path in
+``LANDED_CONFIG``. See docs/configuration.md for every setting.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from landed.errors import ConfigError
+from landed.tokens import Keyring
+
+DEFAULT_CONFIG_FILE = "landed.toml"
+_HOSTPORT = re.compile(r"^(?P<host>\[[0-9a-fA-F:.]+\]|[^:\[\]]+):(?P<port>\d{1,5})$")
+
+
+def config_path() -> Path:
+    """Where the configuration file is looked for."""
+    return Path(os.environ.get("LANDED_CONFIG", DEFAULT_CONFIG_FILE))
+
+
+class RelayURL:
+    """A parsed ``LANDED_RELAY_URL``: ``smtp://[user:pass@]host:port[?starttls=...]``."""
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("smtp", "smtps"):
+            raise ValueError("scheme must be smtp:// or smtps://")
+        if not parts.hostname:
+            raise ValueError("no host")
+        self.url = url
+        self.implicit_tls = parts.scheme == "smtps"
+        self.host: str = parts.hostname
+        try:
+            port = parts.port
+        except ValueError as exc:
+            raise ValueError(f"bad port: {exc}") from None
+        self.port: int = port or (465 if self.implicit_tls else 25)
+        self.username = unquote(parts.username) if parts.username else None
+        self.password = unquote(parts.password) if parts.password else None
+        query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+        unknown = set(query) - {"starttls", "verify", "cafile", "timeout", "helo"}
+        if unknown:
+            raise ValueError(f"unknown parameter(s): {', '.join(sorted(unknown))}")
+        starttls = query.get("starttls", "opportunistic")
+        if starttls not in ("required", "opportunistic", "off"):
+            raise ValueError("starttls must be required, opportunistic or off")
+        if self.implicit_tls and starttls == "required":
+            starttls = "off"  # smtps:// is already encrypted
+        self.starttls: Literal["required", "opportunistic", "off"] = starttls  # type: ignore[assignment]
+        verify = query.get("verify", "true").lower()
+        if verify not in ("true", "false", "1", "0", "yes", "no"):
+            raise ValueError("verify must be true or false")
+        self.verify = verify in ("true", "1", "yes")
+        self.cafile = query.get("cafile") or None
+        try:
+            self.timeout = float(query.get("timeout", "30"))
+        except ValueError:
+            raise ValueError("timeout must be a number of seconds") from None
+        self.helo = query.get("helo") or None
+
+    def redacted(self) -> str:
+        """The URL with the password hidden, for logs."""
+        if self.password is None:
+            return self.url
+        return self.url.replace(f":{self.password}@", ":***@", 1)
+
+
+def parse_hostport(value: str) -> tuple[str, int]:
+    """Split ``HOST:PORT`` (``[::1]:25`` for IPv6)."""
+    match = _HOSTPORT.match(value.strip())
+    if not match or not 0 < int(match["port"]) < 65536:
+        raise ValueError(f"expected HOST:PORT, got {value!r}")
+    return match["host"].strip("[]"), int(match["port"])
+
+
+class Settings(BaseSettings):
+    """Everything landed needs to run. Field ``x`` is ``LANDED_X`` in the environment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="LANDED_",
+        extra="forbid",
+        case_sensitive=False,
+        populate_by_name=True,
+    )
+
+    database_url: str = "sqlite:///landed.db"
+    relay_url: str | None = None
+    from_: str | None = Field(default=None, alias="from", validation_alias="LANDED_FROM")
+    bounce_domain: str | None = None
+    message_id_domain: str | None = None
+    inbound_listen: str = "127.0.0.1:2525"
+    public_url: str = "http://127.0.0.1:8025"
+    api_listen: str = "127.0.0.1:8025"
+    lease_seconds: float = Field(default=30.0, gt=0)
+    imap_url: str | None = None
+    ses_topic_arns: str | None = None
+    sendgrid_webhook_key: str | None = None
+    mailgun_webhook_key: str | None = None
+    postmark_webhook_auth: str | None = None
+
+    #: Signing keys, ``{key_id: secret}``; in the environment ``id:secret,id:secret`` or JSON.
+    signing_keys: dict[str, str] = Field(default_factory=dict)
+    #: The key id new tokens are signed with; defaults to the only key when there is one.
+    signing_key_id: str | None = None
+
+    #: RFC 3461 NOTIFY value requested when the relay advertises DSN.
+    dsn_notify: str = "SUCCESS,FAILURE,DELAY"
+    #: RFC 3461 RET value: HDRS returns only headers (our Message-ID is among them).
+    dsn_ret: Literal["HDRS", "FULL"] = "HDRS"
+    #: First retry delay after a temporary failure, in seconds; doubles each attempt.
+    retry_base_seconds: float = Field(default=60.0, gt=0)
+    #: Longest delay between two attempts.
+    retry_max_seconds: float = Field(default=3600.0, gt=0)
+    #: After this long without a successful submission, a delivery is ``expired``.
+    retry_lifetime_seconds: float = Field(default=86400.0, gt=0)
+    #: How many outbox rows a worker claims at once.
+    worker_batch: int = Field(default=100, ge=1, le=10000)
+    #: How often an idle worker looks for due rows, in seconds.
+    worker_poll_seconds: float = Field(default=1.0, gt=0)
+    #: Deliveries below this level are listed as "outstanding" in the recipient's next emails.
+    outstanding_until: Literal["submitted", "accepted", "delivered", "seen", "acknowledged"] = (
+        "delivered"
+    )
+    #: At most this many outstanding notifications are listed in one email.
+    outstanding_limit: int = Field(default=10, ge=0, le=100)
+    #: Only notifications this recent are listed as outstanding, in days.
+    outstanding_days: int = Field(default=30, ge=1)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        path = config_path()
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if path.is_file():
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+    @field_validator("signing_keys", mode="before")
+    @classmethod
+    def _parse_keys(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("{"):
+                return value  # JSON, handled by pydantic
+            keys: dict[str, str] = {}
+            for item in filter(None, (part.strip() for part in text.split(","))):
+                kid, sep, secret = item.partition(":")
+                if not sep or not kid or not secret:
+                    raise ValueError("expected key_id:secret[,key_id:secret...]")
+                keys[kid.strip()] = secret.strip()
+            return keys
+        return value
+
+    @field_validator("relay_url")
+    @classmethod
+    def _check_relay(cls, value: str | None) -> str | None:
+        if value:
+            RelayURL(value)
+        return value or None
+
+    @field_validator("inbound_listen", "api_listen")
+    @classmethod
+    def _check_listen(cls, value: str) -> str:
+        parse_hostport(value)
+        return value
+
+    @field_validator("from_")
+    @classmethod
+    def _check_from(cls, value: str | None) -> str | None:
+        if value is not None:
+            from landed.compose.headers import parse_mailbox
+
+            parse_mailbox(value, "from")
+        return value
+
+    @field_validator("bounce_domain", "message_id_domain")
+    @classmethod
+    def _check_domain(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip().lower().rstrip(".")
+        if not re.fullmatch(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+", value):
+            raise ValueError(f"not a domain name: {value!r}")
+        return value
+
+    @field_validator("dsn_notify")
+    @classmethod
+    def _check_notify(cls, value: str) -> str:
+        items = [v.strip().upper() for v in value.split(",") if v.strip()]
+        if items == ["NEVER"]:
+            return "NEVER"
+        if not items or not set(items) <= {"SUCCESS", "FAILURE", "DELAY"}:
+            raise ValueError("NEVER, or a comma-separated subset of SUCCESS,FAILURE,DELAY")
+        return ",".join(items)
+
+    @model_validator(mode="after")
+    def _check_keys(self) -> Settings:
+        if self.signing_keys:
+            self.keyring()
+        return self
+
+    # --- derived values -------------------------------------------------------------
+
+    def keyring(self) -> Keyring:
+        """The signing keys; ``ConfigError`` when none is configured."""
+        if not self.signing_keys:
+            raise ConfigError(
+                "no signing key: run `landed init`, or set LANDED_SIGNING_KEYS", setting="signing_keys"
+            )
+        current = self.signing_key_id
+        if current is None:
+            if len(self.signing_keys) != 1:
+                raise ConfigError(
+                    "several signing keys: say which signs new tokens with signing_key_id",
+                    setting="signing_key_id",
+                )
+            current = next(iter(self.signing_keys))
+        return Keyring(current, {k: v.encode() for k, v in self.signing_keys.items()})
+
+    def relay(self) -> RelayURL:
+        """The parsed relay URL; ``ConfigError`` when none is configured."""
+        if not self.relay_url:
+            raise ConfigError("no relay: set relay_url (LANDED_RELAY_URL)", setting="relay_url")
+        return RelayURL(self.relay_url)
+
+    def require_from(self) -> str:
+        """The From address; ``ConfigError`` when unset."""
+        if not self.from_:
+            raise ConfigError("no From address: set from (LANDED_FROM)", setting="from")
+        return self.from_
+
+    def require_bounce_domain(self) -> str:
+        """The VERP domain; ``ConfigError`` when unset."""
+        if not self.bounce_domain:
+            raise ConfigError(
+                "no bounce domain: set bounce_domain (LANDED_BOUNCE_DOMAIN)", setting="bounce_domain"
+            )
+        return self.bounce_domain
+
+    def id_domain(self) -> str:
+        """The right-hand side of our Message-IDs: ``message_id_domain`` or the From domain."""
+        if self.message_id_domain:
+            return self.message_id_domain
+        from landed.compose.headers import parse_mailbox
+
+        return parse_mailbox(self.require_from(), "from").domain
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the settings; turn any validation problem into a one-line ``ConfigError``."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise config_error_from(exc) from None
+
+
+def config_error_from(exc: ValidationError) -> ConfigError:
+    """One line naming the first bad setting and its environment variable."""
+    error = exc.errors()[0]
+    loc = [str(part) for part in error.get("loc", ())]
+    name = loc[0] if loc else "?"
+    name = "from" if name in ("from_", "LANDED_FROM") else name.lower().removeprefix("landed_")
+    message = error.get("msg", "invalid").removeprefix("Value error, ")
+    if error.get("type") == "extra_forbidden":
+        message = "unknown setting"
+    source = f" (LANDED_{name.upper()})" if name != "?" else ""
+    more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+    return ConfigError(f"bad setting {name}{source}: {message}{more}", setting=name)

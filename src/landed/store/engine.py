@@ -1,0 +1,141 @@
+"""Opening the ledger: engines, transactions, migrations.
+
+SQLite is opened in WAL mode with a busy timeout, and every write transaction
+starts with ``BEGIN IMMEDIATE``: SQLite has one writer at a time, and taking
+the write lock at the start (rather than on the first write, as pysqlite's
+default deferred ``BEGIN`` does) means two writers queue instead of one of
+them failing with "database is locked" half-way through.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+from sqlalchemy.pool import NullPool
+
+from landed.errors import ConfigError
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url`` with landed's connection settings."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError(f"not a database URL: {url!r}", setting="database_url") from None
+    options: dict[str, Any] = {}
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database or ""
+        if database in ("", ":memory:"):
+            raise ConfigError("an in-memory SQLite ledger would lose everything", setting="database_url")
+        parent = Path(database).expanduser().resolve().parent
+        if not parent.is_dir():
+            raise ConfigError(f"directory {parent} does not exist", setting="database_url")
+        options["poolclass"] = NullPool if parsed.query.get("pool") == "null" else None
+        options = {k: v for k, v in options.items() if v is not None}
+    elif parsed.get_backend_name() == "postgresql":
+        if parsed.get_driver_name() in ("", "psycopg2"):
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        options["pool_pre_ping"] = True
+    else:
+        raise ConfigError("the ledger runs on sqlite:// or postgresql://", setting="database_url")
+    try:
+        engine = create_engine(parsed, **options)
+    except NoSuchModuleError as exc:
+        raise ConfigError(str(exc), setting="database_url") from None
+    if engine.dialect.name == "sqlite":
+        _configure_sqlite(engine)
+    return engine
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Hand transaction control to SQLAlchemy's "begin" event below.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        # FULL (the default) makes each commit survive power loss, not only a crash.
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get("landed_write") else "BEGIN")
+
+
+class Database:
+    """The ledger's engine and its transactions."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """A transaction that will write; committed on success, rolled back on error."""
+        with self.engine.connect() as conn:
+            conn.info["landed_write"] = True
+            try:
+                with conn.begin():
+                    yield conn
+            finally:
+                conn.info.pop("landed_write", None)
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A read-only transaction (a consistent snapshot)."""
+        with self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    # --- schema --------------------------------------------------------------------
+
+    def alembic_config(self) -> Config:
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        return cfg
+
+    def upgrade(self, revision: str = "head") -> None:
+        """Create or upgrade the schema to ``revision``."""
+        cfg = self.alembic_config()
+        with self.engine.connect() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, revision)
+            conn.commit()
+
+    def current_revision(self) -> str | None:
+        with self.engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+
+    def head_revision(self) -> str | None:
+        return ScriptDirectory.from_config(self.alembic_config()).get_current_head()
+
+    def check_current(self) -> None:
+        """``ConfigError`` unless the schema is at the latest revision."""
+        current, head = self.current_revision(), self.head_revision()
+        if current != head:
+            what = "has no schema" if current is None else f"is at revision {current}, not {head}"
+            raise ConfigError(
+                f"the ledger {what}: run `landed db upgrade` (or `landed init`)",
+                setting="database_url",
+            )

@@ -1,0 +1,194 @@
+"""The ledger's tables (SQLAlchemy 2 typed declarative models).
+
+Deliveries and notifications are keyed by 26-character base32 ids
+(time-ordered, see ``landed.tokens``); other tables by integers. Every
+timestamp is stored in UTC and read back timezone-aware, on SQLite as on
+PostgreSQL (``UTCDateTime``). Statements are written with SQLAlchemy Core
+against these tables; the ORM is used only to declare them.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY, not a BIGINT one.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """An aware UTC datetime on every engine.
+
+    SQLite has no time zones: values are stored as naive UTC text (which sorts
+    correctly) and given back their zone on the way out.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the ledger")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Topic(Base):
+    """What notifications are about (``INC-1234``)."""
+
+    __tablename__ = "topic"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Recipient(Base):
+    """One email address, with its own sequence counter."""
+
+    __tablename__ = "recipient"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    #: Lowercased address: the identity of a recipient.
+    address: Mapped[str] = mapped_column(String(320), unique=True)
+    #: The last sequence number given out ("#N for you").
+    last_seq: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Notification(Base):
+    """One event about a topic, sent to one or more recipients."""
+
+    __tablename__ = "notification"
+    id: Mapped[str] = mapped_column(String(26), primary_key=True)
+    topic_id: Mapped[int] = mapped_column(ForeignKey("topic.id"), index=True)
+    cls: Mapped[str] = mapped_column(String(64))
+    #: The From header as sent (kept so that a resend is identical after a config change).
+    sender: Mapped[str] = mapped_column(String(400))
+    subject: Mapped[str] = mapped_column(Text)
+    text: Mapped[str] = mapped_column(Text)
+    html: Mapped[str | None] = mapped_column(Text, nullable=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Delivery(Base):
+    """One email to one recipient for one notification: the unit that is tracked."""
+
+    __tablename__ = "delivery"
+    __table_args__ = (
+        UniqueConstraint("notification_id", "recipient_id"),
+        UniqueConstraint("recipient_id", "seq"),
+    )
+    id: Mapped[str] = mapped_column(String(26), primary_key=True)
+    notification_id: Mapped[str] = mapped_column(ForeignKey("notification.id"))
+    recipient_id: Mapped[int] = mapped_column(ForeignKey("recipient.id"))
+    #: The recipient's sequence number for this delivery ("#N for you").
+    seq: Mapped[int] = mapped_column(Integer)
+    #: The To header as given by the caller (display name kept).
+    to_header: Mapped[str] = mapped_column(String(400))
+    token: Mapped[str] = mapped_column(String(64), unique=True)
+    #: Short human reference, ``XXXX-XXXX`` without the dash, lowercase.
+    ref: Mapped[str] = mapped_column(String(8), index=True)
+    message_id: Mapped[str] = mapped_column(String(255))
+    #: The verdict folded from the evidence (``landed.domain.fold``); a cache of it.
+    level: Mapped[str] = mapped_column(String(16))
+    outcome: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Outstanding(Base):
+    """Which earlier deliveries were listed as unconfirmed in a delivery's email."""
+
+    __tablename__ = "outstanding"
+    delivery_id: Mapped[str] = mapped_column(ForeignKey("delivery.id"), primary_key=True)
+    listed_delivery_id: Mapped[str] = mapped_column(ForeignKey("delivery.id"), primary_key=True)
+
+
+class Evidence(Base):
+    """One observed fact about a delivery. Append-only; raw material kept."""
+
+    __tablename__ = "evidence"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[str | None] = mapped_column(
+        ForeignKey("delivery.id"), index=True, nullable=True
+    )
+    source: Mapped[str] = mapped_column(String(32))
+    level: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    outcome: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    #: RFC 3463 enhanced status code (``5.1.1``), when one is known.
+    status: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    #: Human-readable summary: the SMTP reply, the DSN's diagnostic.
+    detail: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: Which route or transport the evidence came through (``relay``).
+    route: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    observed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    #: The same event ingested twice has the same key and is stored once.
+    dedupe_key: Mapped[str] = mapped_column(String(64), unique=True)
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Outbox(Base):
+    """Deliveries waiting to be sent. A row is removed once its send is settled.
+
+    ``available_at`` is both the due time and the lease: claiming a row moves
+    it to ``now + lease``, so a crashed worker's rows come back by themselves,
+    and one index serves the claim query.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_available_at", "available_at"),)
+    delivery_id: Mapped[str] = mapped_column(ForeignKey("delivery.id"), primary_key=True)
+    available_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lease_owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    first_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+topic = Topic.__table__
+recipient = Recipient.__table__
+notification = Notification.__table__
+delivery = Delivery.__table__
+outstanding = Outstanding.__table__
+evidence = Evidence.__table__
+outbox = Outbox.__table__
+metadata = Base.metadata
