@@ -7,17 +7,20 @@ The file is ``landed.toml`` in the working directory, or the path in
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
@@ -75,9 +78,11 @@ class RelayURL:
 
     def redacted(self) -> str:
         """The URL with the password hidden, for logs."""
-        if self.password is None:
+        parts = urlsplit(self.url)
+        if parts.password is None:
             return self.url
-        return self.url.replace(f":{self.password}@", ":***@", 1)
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+        return parts._replace(netloc=netloc).geturl()
 
 
 def parse_hostport(value: str) -> tuple[str, int]:
@@ -86,6 +91,16 @@ def parse_hostport(value: str) -> tuple[str, int]:
     if not match or not 0 < int(match["port"]) < 65536:
         raise ValueError(f"expected HOST:PORT, got {value!r}")
     return match["host"].strip("[]"), int(match["port"])
+
+
+class _TomlSource(TomlConfigSettingsSource):
+    """The TOML file, with ``from`` renamed to the field's name ``from_``."""
+
+    def _read_file(self, file_path: Any) -> dict[str, Any]:
+        data = super()._read_file(file_path)
+        if "from" in data:
+            data["from_"] = data.pop("from")
+        return data
 
 
 class Settings(BaseSettings):
@@ -100,7 +115,8 @@ class Settings(BaseSettings):
 
     database_url: str = "sqlite:///landed.db"
     relay_url: str | None = None
-    from_: str | None = Field(default=None, alias="from", validation_alias="LANDED_FROM")
+    #: ``from`` in the TOML file (renamed on reading: it is a Python keyword).
+    from_: str | None = Field(default=None, validation_alias=AliasChoices("LANDED_FROM", "from_"))
     bounce_domain: str | None = None
     message_id_domain: str | None = None
     inbound_listen: str = "127.0.0.1:2525"
@@ -114,7 +130,7 @@ class Settings(BaseSettings):
     postmark_webhook_auth: str | None = None
 
     #: Signing keys, ``{key_id: secret}``; in the environment ``id:secret,id:secret`` or JSON.
-    signing_keys: dict[str, str] = Field(default_factory=dict)
+    signing_keys: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
     #: The key id new tokens are signed with; defaults to the only key when there is one.
     signing_key_id: str | None = None
 
@@ -153,7 +169,7 @@ class Settings(BaseSettings):
         path = config_path()
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
         if path.is_file():
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+            sources.append(_TomlSource(settings_cls, toml_file=path))
         return tuple(sources)
 
     @field_validator("signing_keys", mode="before")
@@ -162,7 +178,10 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             text = value.strip()
             if text.startswith("{"):
-                return value  # JSON, handled by pydantic
+                try:
+                    return json.loads(text)
+                except json.JSONDecodeError:
+                    raise ValueError("not valid JSON") from None
             keys: dict[str, str] = {}
             for item in filter(None, (part.strip() for part in text.split(","))):
                 kid, sep, secret = item.partition(":")
@@ -200,7 +219,9 @@ class Settings(BaseSettings):
         if value is None:
             return None
         value = value.strip().lower().rstrip(".")
-        if not re.fullmatch(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+", value):
+        if not re.fullmatch(
+            r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+", value
+        ):
             raise ValueError(f"not a domain name: {value!r}")
         return value
 
@@ -226,7 +247,8 @@ class Settings(BaseSettings):
         """The signing keys; ``ConfigError`` when none is configured."""
         if not self.signing_keys:
             raise ConfigError(
-                "no signing key: run `landed init`, or set LANDED_SIGNING_KEYS", setting="signing_keys"
+                "no signing key: run `landed init`, or set LANDED_SIGNING_KEYS",
+                setting="signing_keys",
             )
         current = self.signing_key_id
         if current is None:
@@ -254,7 +276,8 @@ class Settings(BaseSettings):
         """The VERP domain; ``ConfigError`` when unset."""
         if not self.bounce_domain:
             raise ConfigError(
-                "no bounce domain: set bounce_domain (LANDED_BOUNCE_DOMAIN)", setting="bounce_domain"
+                "no bounce domain: set bounce_domain (LANDED_BOUNCE_DOMAIN)",
+                setting="bounce_domain",
             )
         return self.bounce_domain
 
@@ -273,6 +296,11 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**overrides)
     except ValidationError as exc:
         raise config_error_from(exc) from None
+    except SettingsError as exc:
+        raise ConfigError(f"bad setting: {exc}") from None
+    except (OSError, ValueError) as exc:
+        # An unreadable or malformed TOML file.
+        raise ConfigError(f"cannot read {config_path()}: {exc}", setting="config") from None
 
 
 def config_error_from(exc: ValidationError) -> ConfigError:

@@ -159,7 +159,8 @@ class Keyring:
 
     def _mac(self, kid: str, delivery_id: str) -> str:
         digest = hmac.new(
-            self.keys[kid], b"landed-token\0" + _canonical(delivery_id).encode() + b"\0" + kid.encode(),
+            self.keys[kid],
+            b"landed-token\0" + _canonical(delivery_id).encode() + b"\0" + kid.encode(),
             hashlib.sha256,
         ).digest()[:MAC_BYTES]
         return encode_base32(int.from_bytes(digest, "big"), MAC_LENGTH)

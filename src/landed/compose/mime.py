@@ -71,5 +71,8 @@ def text_part(body: str, subtype: str) -> tuple[list[str], str]:
         # binascii's C encoder keeps the CRLF line breaks it is given (and uses
         # "=\r\n" soft breaks); it is ~20x faster than email.quoprimime.
         payload = b2a_qp(CRLF.join(lines).encode("utf-8"), istext=True).decode("ascii")
-    headers = [f'Content-Type: text/{subtype}; charset="utf-8"', f"Content-Transfer-Encoding: {cte}"]
+    headers = [
+        f'Content-Type: text/{subtype}; charset="utf-8"',
+        f"Content-Transfer-Encoding: {cte}",
+    ]
     return headers, payload

@@ -38,7 +38,9 @@ def make_engine(url: str) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database or ""
         if database in ("", ":memory:"):
-            raise ConfigError("an in-memory SQLite ledger would lose everything", setting="database_url")
+            raise ConfigError(
+                "an in-memory SQLite ledger would lose everything", setting="database_url"
+            )
         parent = Path(database).expanduser().resolve().parent
         if not parent.is_dir():
             raise ConfigError(f"directory {parent} does not exist", setting="database_url")

@@ -10,7 +10,7 @@ against these tables; the ORM is used only to declare them.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     BigInteger,
@@ -22,6 +22,7 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     String,
+    Table,
     Text,
     TypeDecorator,
     UniqueConstraint,
@@ -184,11 +185,11 @@ class Outbox(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
-topic = Topic.__table__
-recipient = Recipient.__table__
-notification = Notification.__table__
-delivery = Delivery.__table__
-outstanding = Outstanding.__table__
-evidence = Evidence.__table__
-outbox = Outbox.__table__
+topic = cast(Table, Topic.__table__)
+recipient = cast(Table, Recipient.__table__)
+notification = cast(Table, Notification.__table__)
+delivery = cast(Table, Delivery.__table__)
+outstanding = cast(Table, Outstanding.__table__)
+evidence = cast(Table, Evidence.__table__)
+outbox = cast(Table, Outbox.__table__)
 metadata = Base.metadata

@@ -1,0 +1,43 @@
+"""landed: accountable notification email.
+
+Every (notification, recipient) gets a tracking identity and is followed until
+there is evidence that it landed, or evidence (or silence) that it did not.
+"""
+
+from __future__ import annotations
+
+from landed.client import Client
+from landed.clock import Clock, FixedClock, SystemClock
+from landed.config import Settings, load_settings
+from landed.domain import EvidenceSource, Level, Outcome
+from landed.errors import (
+    ConfigError,
+    HeaderInjectionError,
+    InputError,
+    LandedError,
+    NotFoundError,
+    TokenError,
+    TransportError,
+)
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "Client",
+    "Clock",
+    "ConfigError",
+    "EvidenceSource",
+    "FixedClock",
+    "HeaderInjectionError",
+    "InputError",
+    "LandedError",
+    "Level",
+    "NotFoundError",
+    "Outcome",
+    "Settings",
+    "SystemClock",
+    "TokenError",
+    "TransportError",
+    "__version__",
+    "load_settings",
+]

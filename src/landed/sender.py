@@ -1,0 +1,299 @@
+"""The sender worker: claims due deliveries, sends them, records what happened.
+
+One batch is: claim up to ``worker_batch`` rows with a lease (one write
+transaction), load what their emails are built from, send each through the
+transport, then record every reply as evidence and settle the rows (one write
+transaction). A delivery counts as sent only once that last transaction has
+committed; a worker killed before it loses nothing, because the lease runs out
+and another worker sends again (same Message-ID, same bytes).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from landed.clock import Clock, SystemClock
+from landed.compose import (
+    Envelope,
+    OutgoingMessage,
+    Outstanding,
+    compose,
+    parse_mailbox,
+    verp_sender,
+)
+from landed.config import Settings
+from landed.domain import EvidenceSource, Level, Outcome
+from landed.errors import LandedError
+from landed.store import Database
+from landed.store.ledger import NewEvidence
+from landed.store.outbox import Claim, SendJob, Settlement, claim, load_jobs, release, renew, settle
+from landed.tokens import topic_root_id
+from landed.transport.base import Kind, SendResult, Transport
+
+log = logging.getLogger("landed.sender")
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Exponential backoff with "equal jitter": half fixed, half random, so retries
+    spread out but never come back at once."""
+
+    base: float
+    cap: float
+
+    def delay(self, attempt: int, rng: random.Random) -> float:
+        ceiling = min(self.cap, self.base * 2.0 ** max(0, attempt - 1))
+        return ceiling / 2 + rng.uniform(0, ceiling / 2)
+
+
+def worker_name() -> str:
+    """A name unique to this worker process, stamped on the rows it holds."""
+    return f"{socket.gethostname()[:30]}:{os.getpid()}:{os.urandom(3).hex()}"
+
+
+class Sender:
+    """Sends due deliveries through one transport."""
+
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        transport: Transport,
+        *,
+        clock: Clock | None = None,
+        owner: str | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.transport = transport
+        self.clock = clock or SystemClock()
+        self.owner = owner or worker_name()
+        self.rng = rng or random.Random()
+        self.keyring = settings.keyring()
+        self.bounce_domain = settings.require_bounce_domain()
+        self.id_domain = settings.id_domain()
+        self.lease = timedelta(seconds=settings.lease_seconds)
+        self.backoff = Backoff(settings.retry_base_seconds, settings.retry_max_seconds)
+        self.lifetime = timedelta(seconds=settings.retry_lifetime_seconds)
+        #: Called after each attempt with (delivery id, result); for tests and metrics.
+        self.on_result: Callable[[str, SendResult], None] | None = None
+
+    # --- loops ---------------------------------------------------------------------
+
+    def run_once(self, stop: threading.Event | None = None) -> int:
+        """Send everything due now; return how many attempts were made."""
+        total = 0
+        while stop is None or not stop.is_set():
+            done = self.process_batch(stop)
+            if done == 0:
+                break
+            total += done
+        return total
+
+    def run(self, stop: threading.Event) -> None:
+        """Send until ``stop`` is set; idle polls every ``worker_poll_seconds``."""
+        log.info("sender %s started (transport %s)", self.owner, self.transport.name)
+        try:
+            while not stop.is_set():
+                if self.process_batch(stop) == 0:
+                    stop.wait(self.settings.worker_poll_seconds)
+        finally:
+            self.transport.close()
+            log.info("sender %s stopped", self.owner)
+
+    # --- one batch -----------------------------------------------------------------
+
+    def process_batch(self, stop: threading.Event | None = None) -> int:
+        """Claim, send and settle one batch; return how many attempts were made."""
+        with self.db.write() as conn:
+            claims = claim(
+                conn,
+                owner=self.owner,
+                now=self.clock.now(),
+                lease=self.lease,
+                limit=self.settings.worker_batch,
+            )
+        if not claims:
+            return 0
+        by_id = {c.delivery_id: c for c in claims}
+        with self.db.read() as conn:
+            jobs = load_jobs(conn, [c.delivery_id for c in claims])
+        pending: list[Settlement] = []
+        attempts = 0
+        renewed = time.monotonic()
+        unsent = [job.delivery_id for job in jobs]
+        for job in jobs:
+            if stop is not None and stop.is_set():
+                break
+            pending.append(self._attempt(job, by_id[job.delivery_id]))
+            unsent.pop(0)
+            attempts += 1
+            # Record what is done and extend the lease on the rest well before it
+            # could run out, so a slow relay never lets another worker take rows
+            # this one is still sending.
+            if time.monotonic() - renewed > self.settings.lease_seconds / 3:
+                self._settle(pending, renew_ids=unsent)
+                pending = []
+                renewed = time.monotonic()
+        self._settle(pending, release_ids=unsent)
+        return attempts
+
+    def _settle(
+        self,
+        settlements: list[Settlement],
+        *,
+        renew_ids: list[str] | None = None,
+        release_ids: list[str] | None = None,
+    ) -> None:
+        now = self.clock.now()
+        with self.db.write() as conn:
+            settle(conn, owner=self.owner, settlements=settlements, now=now)
+            if renew_ids:
+                renew(conn, owner=self.owner, delivery_ids=renew_ids, until=now + self.lease)
+            if release_ids:
+                release(conn, owner=self.owner, delivery_ids=release_ids, now=now)
+
+    def _attempt(self, job: SendJob, held: Claim) -> Settlement:
+        attempt = held.attempts + 1
+        try:
+            message, envelope = self.build(job)
+        except LandedError as exc:
+            # Stored data that cannot be sent (it was validated at notify time, so
+            # this means a changed configuration): a clear outcome, not a crash loop.
+            now = self.clock.now()
+            return Settlement(
+                job.delivery_id,
+                (
+                    NewEvidence(
+                        delivery_id=job.delivery_id,
+                        source=EvidenceSource.WORKER,
+                        outcome=Outcome.REJECTED,
+                        observed_at=now,
+                        detail=f"cannot build message: {exc}",
+                        raw=str(exc).encode(),
+                        dedupe_key=f"build\0{job.delivery_id}\0{self.owner}\0{attempt}",
+                    ),
+                ),
+            )
+        result = self.transport.send(envelope, message)
+        if self.on_result is not None:
+            self.on_result(job.delivery_id, result)
+        return self._settlement(job, held, attempt, result)
+
+    def build(self, job: SendJob) -> tuple[bytes, Envelope]:
+        """The message bytes and envelope of a delivery, the same on every attempt."""
+        recipient = parse_mailbox(job.to_header, "to")
+        outgoing = OutgoingMessage(
+            sender=parse_mailbox(job.sender, "from"),
+            recipient=recipient,
+            subject=job.subject,
+            text=job.text,
+            html=job.html,
+            topic_key=job.topic_key,
+            topic_root=topic_root_id(job.topic_key, self.id_domain),
+            delivery_id=job.delivery_id,
+            token=job.token,
+            message_id_domain=self.id_domain,
+            seq=job.seq,
+            date=job.created_at,
+            outstanding=tuple(
+                Outstanding(o.seq, o.topic_key, o.subject, o.delivery_id, o.created_at)
+                for o in job.outstanding
+            ),
+        )
+        envelope = Envelope(
+            mail_from=verp_sender(job.token, self.bounce_domain),
+            rcpt_to=recipient.address,
+            envid=job.token,
+        )
+        return compose(outgoing), envelope
+
+    def _settlement(
+        self, job: SendJob, held: Claim, attempt: int, result: SendResult
+    ) -> Settlement:
+        now = self.clock.now()
+        reply = result.reply
+        detail = str(reply)
+        if result.kind is Kind.SENT and result.dsn:
+            detail += " [DSN requested]"
+        elif result.kind is Kind.SENT:
+            detail += " [relay offers no DSN]"
+
+        def evidence(
+            level: Level | None, outcome: Outcome | None, status: str | None
+        ) -> NewEvidence:
+            return NewEvidence(
+                delivery_id=job.delivery_id,
+                source=EvidenceSource.SMTP_REPLY,
+                level=level,
+                outcome=outcome,
+                status=status,
+                detail=f"attempt {attempt}: {detail}",
+                route=result.route,
+                observed_at=now,
+                raw=str(reply).encode("utf-8"),
+                dedupe_key=f"send\0{job.delivery_id}\0{self.owner}\0{attempt}\0{reply}",
+            )
+
+        if result.kind is Kind.SENT:
+            log.debug("sent %s: %s", job.delivery_id, detail)
+            return Settlement(job.delivery_id, (evidence(Level.SUBMITTED, None, reply.enhanced),))
+        if result.kind is Kind.PERMANENT:
+            log.info("bounced %s: %s", job.delivery_id, detail)
+            status = reply.enhanced or _class_status(reply.code)
+            return Settlement(job.delivery_id, (evidence(None, Outcome.BOUNCED, status),))
+        first = held.first_attempt_at or now
+        deferred = evidence(None, Outcome.DEFERRED, reply.enhanced or _class_status(reply.code))
+        if now - first >= self.lifetime:
+            log.info("expired %s after %d attempts: %s", job.delivery_id, attempt, detail)
+            expired = NewEvidence(
+                delivery_id=job.delivery_id,
+                source=EvidenceSource.WORKER,
+                outcome=Outcome.EXPIRED,
+                observed_at=now,
+                detail=(
+                    f"gave up after {attempt} attempts over {_duration(now - first)}"
+                    f" (retry lifetime {_duration(self.lifetime)}); last: {detail}"
+                ),
+                raw=str(reply).encode("utf-8"),
+                dedupe_key=f"expire\0{job.delivery_id}",
+            )
+            return Settlement(job.delivery_id, (deferred, expired))
+        delay = self.backoff.delay(attempt, self.rng)
+        log.info(
+            "deferred %s (attempt %d, retry in %.0fs): %s", job.delivery_id, attempt, delay, detail
+        )
+        return Settlement(
+            job.delivery_id,
+            (deferred,),
+            retry_at=now + timedelta(seconds=delay),
+            error=detail,
+            attempted_at=first,
+        )
+
+
+def _class_status(code: int) -> str | None:
+    # RFC 3463 §3.1: with no enhanced code, the reply class still says temporary or permanent.
+    if 400 <= code < 500:
+        return "4.0.0"
+    if 500 <= code < 600:
+        return "5.0.0"
+    return None
+
+
+def _duration(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    return f"{seconds // 3600}h"
