@@ -59,16 +59,21 @@ def test_notify_records_deliveries_and_outbox_in_one_go(
 
 def test_failed_notify_leaves_nothing(database: Database, clock: FixedClock) -> None:
     request = validate_request(topic="INC-1", cls="c", to=["a@corp.test"], subject="s", text="t")
-    with pytest.raises(RuntimeError), database.write() as conn:
-        notify(
-            conn,
-            request,
-            sender="a@corp.test",
-            keyring=RING,
-            id_domain="corp.test",
-            now=clock.now(),
-        )
-        raise RuntimeError("crash after notify, before commit")
+
+    def crash() -> None:
+        with database.write() as conn:
+            notify(
+                conn,
+                request,
+                sender="a@corp.test",
+                keyring=RING,
+                id_domain="corp.test",
+                now=clock.now(),
+            )
+            raise RuntimeError("crash after notify, before commit")
+
+    with pytest.raises(RuntimeError):
+        crash()
     with database.read() as conn:
         assert conn.execute(select(func.count()).select_from(t.delivery)).scalar_one() == 0
         assert conn.execute(select(func.count()).select_from(t.notification)).scalar_one() == 0

@@ -105,7 +105,7 @@ def test_utf8_subject_and_display_names_are_encoded() -> None:
 def test_long_subject_is_folded() -> None:
     raw = compose(make(subject="word " * 60))
     for line in raw.split(b"\r\n"):
-        if line.startswith(b"Subject") or line.startswith(b" "):
+        if line.startswith((b"Subject", b" ")):
             assert len(line) <= 78
     assert parsed(raw)["Subject"].startswith("[INC-1234] word word")
 

@@ -9,7 +9,7 @@ from landed.errors import ConfigError
 
 
 @pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+def config_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     import os
 
     for name in list(os.environ):
@@ -30,8 +30,10 @@ def test_defaults_match_the_contract() -> None:
     assert s.relay_url is None and s.from_ is None and s.bounce_domain is None
 
 
-def test_toml_file_then_environment_wins(_isolated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    _isolated.write_text(
+def test_toml_file_then_environment_wins(
+    config_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config_file.write_text(
         'from = "Ops <ops@corp.test>"\nbounce_domain = "bounce.corp.test"\nlease_seconds = 12\n'
         '[signing_keys]\nk1 = "0123456789abcdef0123"\n'
     )
@@ -73,8 +75,8 @@ def test_bad_settings_give_one_line_naming_the_setting(
     assert named in message and env in message
 
 
-def test_unknown_key_in_file_is_named(_isolated: Path) -> None:
-    _isolated.write_text('relay = "smtp://x.test"\n')
+def test_unknown_key_in_file_is_named(config_file: Path) -> None:
+    config_file.write_text('relay = "smtp://x.test"\n')
     with pytest.raises(ConfigError) as info:
         load_settings()
     assert "relay" in str(info.value) and "unknown" in str(info.value)
