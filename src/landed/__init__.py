@@ -6,7 +6,8 @@ there is evidence that it landed, or evidence (or silence) that it did not.
 
 from __future__ import annotations
 
-from landed.client import Client
+from typing import TYPE_CHECKING, Any
+
 from landed.clock import Clock, FixedClock, SystemClock
 from landed.config import Settings, load_settings
 from landed.domain import EvidenceSource, Level, Outcome
@@ -20,7 +21,21 @@ from landed.errors import (
     TransportError,
 )
 
+if TYPE_CHECKING:
+    from landed.client import Client
+
 __version__ = "0.1.0.dev0"
+
+
+def __getattr__(name: str) -> Any:
+    # Client pulls in the ledger (SQLAlchemy); importing it lazily keeps
+    # `import landed.parse` and the other pure modules free of I/O libraries.
+    if name == "Client":
+        from landed.client import Client
+
+        return Client
+    raise AttributeError(f"module 'landed' has no attribute {name!r}")
+
 
 __all__ = [
     "Client",

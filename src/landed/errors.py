@@ -28,6 +28,9 @@ class ConfigError(LandedError):
 
     def __init__(self, message: str | None = None, *, setting: str | None = None) -> None:
         self.setting = setting
+        message = message or (self.__doc__ or "").strip()
+        if setting and setting not in message:
+            message = f"{setting}: {message}"
         super().__init__(message)
 
 

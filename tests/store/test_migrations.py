@@ -36,3 +36,19 @@ def test_downgrade_to_base_and_back(database: Database) -> None:
     assert database.current_revision() is None
     database.upgrade()
     assert database.current_revision() == database.head_revision()
+
+
+def test_schema_revision_constant_is_alembics_head(database: Database) -> None:
+    from landed.store.engine import SCHEMA_REVISION
+
+    assert database.head_revision() == SCHEMA_REVISION
+
+
+def test_check_current_on_an_empty_database_says_what_to_run(tmp_path: object) -> None:
+    import pytest
+
+    from landed.errors import ConfigError
+
+    empty = Database(f"sqlite:///{tmp_path}/empty.db")
+    with pytest.raises(ConfigError, match="landed db upgrade"):
+        empty.check_current()
