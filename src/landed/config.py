@@ -124,6 +124,8 @@ class Settings(BaseSettings):
     api_listen: str = "127.0.0.1:8025"
     lease_seconds: float = Field(default=30.0, gt=0)
     imap_url: str | None = None
+    #: Largest message the inbound listener accepts, in bytes (SMTP SIZE).
+    inbound_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     ses_topic_arns: str | None = None
     sendgrid_webhook_key: str | None = None
     mailgun_webhook_key: str | None = None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from landed.domain.enums import EvidenceSource, Level, Outcome
+from landed.domain.enums import Attribution, EvidenceSource, Level, Outcome
 from landed.domain.evidence import Fact, Verdict, fold
 
-__all__ = ["EvidenceSource", "Fact", "Level", "Outcome", "Verdict", "fold"]
+__all__ = ["Attribution", "EvidenceSource", "Fact", "Level", "Outcome", "Verdict", "fold"]

@@ -81,3 +81,18 @@ class EvidenceSource(StrEnum):
     CLICK = "click"
     #: The reconciler (deadline passed).
     RECONCILER = "reconciler"
+
+
+class Attribution(StrEnum):
+    """How incoming evidence was tied to a delivery, most reliable first."""
+
+    #: The token in the VERP envelope recipient (``bounces+TOKEN@``).
+    VERP = "verp"
+    #: The token echoed as the DSN's Original-Envelope-Id (RFC 3461 ENVID).
+    ENVID = "envid"
+    #: The token in the returned message's Message-ID.
+    MESSAGE_ID = "message-id"
+    #: The token in our X-Landed-Token header in the returned message.
+    HEADER = "header"
+    #: No token for this recipient: matched by address within the same notification.
+    HEURISTIC = "heuristic"

@@ -8,13 +8,29 @@ its outbox row.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Connection, Table, bindparam, select, update
+from sqlalchemy import (
+    BigInteger,
+    CompoundSelect,
+    Connection,
+    Integer,
+    Select,
+    String,
+    Table,
+    TextualSelect,
+    bindparam,
+    select,
+    text,
+    union_all,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from landed.compose.headers import Mailbox
@@ -22,6 +38,26 @@ from landed.compose.request import NotifyRequest
 from landed.domain import EvidenceSource, Fact, Level, Outcome, fold
 from landed.store import tables as t
 from landed.tokens import Keyring, human_ref, new_id
+
+# The upserts below are written as SQL text, which is the same on SQLite (3.35+)
+# and PostgreSQL. SQLAlchemy cannot cache the compiled form of its dialect
+# ``insert().on_conflict_do_update()`` constructs, and compiling one costs about
+# as much as the rest of a notify put together (bench/send.py, docs/benchmarks.md);
+# a text statement is compiled once.
+_UPSERT_TOPIC = (
+    text(
+        'INSERT INTO topic ("key", created_at) VALUES (:key, :created_at) '
+        'ON CONFLICT ("key") DO UPDATE SET "key" = excluded."key" RETURNING id'
+    )
+    .bindparams(bindparam("created_at", type_=t.UTCDateTime()))
+    .columns(id=BigInteger())
+)
+# Statements built once: SQLAlchemy then finds their compiled form in its cache
+# without rebuilding and re-hashing the expression on every call.
+_INSERT_NOTIFICATION = t.notification.insert()
+_INSERT_DELIVERY = t.delivery.insert()
+_INSERT_OUTSTANDING = t.outstanding.insert()
+_INSERT_OUTBOX = t.outbox.insert()
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +93,10 @@ class NewEvidence:
     status: str | None = None
     detail: str | None = None
     route: str | None = None
+    #: How the evidence was tied to the delivery (``landed.domain.Attribution``).
+    attribution: str | None = None
+    #: The received message it was read from.
+    inbound_id: int | None = None
     #: Identifies the event, so ingesting it twice stores it once. Defaults to a
     #: hash of delivery, source and raw bytes.
     dedupe_key: str | None = None
@@ -96,55 +136,51 @@ def notify(
         if existing is not None:
             return existing
 
-    ins = dialect_insert(conn, t.topic)
-    topic_id = conn.execute(
-        ins.values(key=request.topic, created_at=now)
-        .on_conflict_do_update(index_elements=["key"], set_={"key": ins.excluded.key})
-        .returning(t.topic.c.id)
-    ).scalar_one()
+    topic_id = conn.execute(_UPSERT_TOPIC, {"key": request.topic, "created_at": now}).scalar_one()
 
     notification_id = new_id()
     conn.execute(
-        t.notification.insert().values(
-            id=notification_id,
-            topic_id=topic_id,
-            cls=request.cls,
-            sender=sender,
-            subject=request.subject,
-            text=request.text,
-            html=request.html,
-            idempotency_key=request.idempotency_key,
-            created_at=now,
-        )
+        _INSERT_NOTIFICATION,
+        {
+            "id": notification_id,
+            "topic_id": topic_id,
+            "cls": request.cls,
+            "sender": sender,
+            "subject": request.subject,
+            "text": request.text,
+            "html": request.html,
+            "idempotency_key": request.idempotency_key,
+            "created_at": now,
+        },
     )
 
     pending = [level.value for level in Level if level.rank < outstanding_below.rank]
     since = now - timedelta(days=outstanding_days)
+    # A few statements per notification rather than two per recipient: each
+    # statement costs far more in Python than in the database.
+    counters = _next_seqs(conn, [mailbox.normalized() for mailbox in request.to], now)
+    earlier: dict[int, list[str]] = {}
+    if outstanding_limit:
+        earlier = _earlier_pending(
+            conn,
+            [recipient_id for recipient_id, _ in counters.values()],
+            pending=pending,
+            since=since,
+            limit=outstanding_limit,
+        )
     created: list[CreatedDelivery] = []
     delivery_rows: list[dict[str, object]] = []
     outstanding_rows: list[dict[str, object]] = []
     outbox_rows: list[dict[str, object]] = []
     for mailbox in request.to:
-        recipient_id, seq = _next_seq(conn, mailbox, now)
-        if outstanding_limit:
-            earlier = list(
-                conn.execute(
-                    select(t.delivery.c.id)
-                    .where(
-                        t.delivery.c.recipient_id == recipient_id,
-                        t.delivery.c.level.in_(pending),
-                        t.delivery.c.created_at >= since,
-                    )
-                    .order_by(t.delivery.c.seq.desc())
-                    .limit(outstanding_limit)
-                ).scalars()
-            )
-        else:
-            earlier = []
+        recipient_id, seq = counters[mailbox.normalized()]
         delivery_id = new_id()
         token = keyring.sign(delivery_id)
         ref = human_ref(delivery_id)
-        outstanding_rows += [{"delivery_id": delivery_id, "listed_delivery_id": e} for e in earlier]
+        outstanding_rows += [
+            {"delivery_id": delivery_id, "listed_delivery_id": e}
+            for e in earlier.get(recipient_id, ())
+        ]
         delivery_rows.append(
             {
                 "id": delivery_id,
@@ -165,10 +201,10 @@ def notify(
             {"delivery_id": delivery_id, "available_at": now, "attempts": 0, "created_at": now}
         )
         created.append(CreatedDelivery(delivery_id, token, mailbox.normalized(), seq, ref))
-    conn.execute(t.delivery.insert(), delivery_rows)
+    conn.execute(_INSERT_DELIVERY, delivery_rows)
     if outstanding_rows:
-        conn.execute(t.outstanding.insert(), outstanding_rows)
-    conn.execute(t.outbox.insert(), outbox_rows)
+        conn.execute(_INSERT_OUTSTANDING, outstanding_rows)
+    conn.execute(_INSERT_OUTBOX, outbox_rows)
     return NotifyResult(notification_id, tuple(created), True)
 
 
@@ -178,18 +214,89 @@ def _to_header(mailbox: Mailbox) -> str:
     return mailbox.address
 
 
-def _next_seq(conn: Connection, mailbox: Mailbox, now: datetime) -> tuple[int, int]:
-    # One statement creates the recipient or bumps its counter; on PostgreSQL the
-    # row lock it takes orders concurrent notifies to the same recipient.
-    ins = dialect_insert(conn, t.recipient)
-    row = conn.execute(
-        ins.values(address=mailbox.normalized(), last_seq=1, created_at=now)
-        .on_conflict_do_update(
-            index_elements=["address"], set_={"last_seq": t.recipient.c.last_seq + 1}
+#: Recipients per statement in notify's batched lookups (far below SQLite's
+#: limit of 32766 bound parameters).
+_BATCH = 100
+
+
+def _next_seqs(
+    conn: Connection, addresses: Sequence[str], now: datetime
+) -> dict[str, tuple[int, int]]:
+    """Create each recipient or bump its counter: ``{address: (recipient id, seq)}``.
+
+    One statement per batch creates the recipients or bumps their counters.
+    On PostgreSQL the row locks it takes order concurrent notifies to the same
+    recipient; taking them in address order means two notifies to overlapping
+    lists of recipients cannot deadlock.
+    """
+    found: dict[str, tuple[int, int]] = {}
+    ordered = sorted(addresses)
+    for start in range(0, len(ordered), _BATCH):
+        chunk = ordered[start : start + _BATCH]
+        params: dict[str, object] = {f"a{i}": address for i, address in enumerate(chunk)}
+        params["created_at"] = now
+        for row in conn.execute(_next_seq_statement(len(chunk)), params):
+            found[row.address] = (int(row.id), int(row.last_seq))
+    return found
+
+
+@functools.cache
+def _next_seq_statement(count: int) -> TextualSelect:
+    # Only numbered placeholders are put into the SQL; the addresses are bound.
+    values = ", ".join(f"(:a{i}, 1, :created_at)" for i in range(count))
+    return (
+        text(
+            f"INSERT INTO recipient (address, last_seq, created_at) VALUES {values} "  # noqa: S608
+            "ON CONFLICT (address) DO UPDATE SET last_seq = recipient.last_seq + 1 "
+            "RETURNING id, address, last_seq"
         )
-        .returning(t.recipient.c.id, t.recipient.c.last_seq)
-    ).one()
-    return int(row.id), int(row.last_seq)
+        .bindparams(bindparam("created_at", type_=t.UTCDateTime()))
+        .columns(id=BigInteger(), address=String(), last_seq=Integer())
+    )
+
+
+def _earlier_pending(
+    conn: Connection,
+    recipient_ids: Sequence[int],
+    *,
+    pending: Sequence[str],
+    since: datetime,
+    limit: int,
+) -> dict[int, list[str]]:
+    """Each recipient's ``limit`` most recent deliveries still pending, newest first.
+
+    One statement per batch of recipients, each part of it using the
+    ``(recipient_id, seq)`` index for one recipient, however long that
+    recipient's history is.
+    """
+    found: dict[int, list[str]] = {}
+    for start in range(0, len(recipient_ids), _BATCH):
+        chunk = recipient_ids[start : start + _BATCH]
+        params: dict[str, object] = {f"r{i}": rid for i, rid in enumerate(chunk)}
+        params.update(pending=list(pending), since=since, limit=limit)
+        rows = conn.execute(_earlier_pending_statement(len(chunk)), params).all()
+        for row in sorted(rows, key=lambda r: (r.recipient_id, -r.seq)):
+            found.setdefault(row.recipient_id, []).append(row.id)
+    return found
+
+
+@functools.cache
+def _earlier_pending_statement(count: int) -> Select[Any] | CompoundSelect[Any]:
+    parts = []
+    for i in range(count):
+        part = (
+            select(t.delivery.c.recipient_id, t.delivery.c.id, t.delivery.c.seq)
+            .where(
+                t.delivery.c.recipient_id == bindparam(f"r{i}"),
+                t.delivery.c.level.in_(bindparam("pending", expanding=True)),
+                t.delivery.c.created_at >= bindparam("since", type_=t.UTCDateTime()),
+            )
+            .order_by(t.delivery.c.seq.desc())
+            .limit(bindparam("limit", type_=Integer()))
+            .subquery(f"e{i}")
+        )
+        parts.append(select(part.c.recipient_id, part.c.id, part.c.seq))
+    return parts[0] if count == 1 else union_all(*parts)
 
 
 def _by_idempotency_key(conn: Connection, key: str) -> NotifyResult | None:
@@ -226,6 +333,8 @@ def append_evidence(conn: Connection, items: Sequence[NewEvidence], *, now: date
             "status": item.status,
             "detail": item.detail,
             "route": item.route,
+            "attribution": item.attribution,
+            "inbound_id": item.inbound_id,
             "observed_at": item.observed_at,
             "recorded_at": now,
             "dedupe_key": item.key(),

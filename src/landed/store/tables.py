@@ -159,11 +159,45 @@ class Evidence(Base):
     detail: Mapped[str | None] = mapped_column(Text, nullable=True)
     #: Which route or transport the evidence came through (``relay``).
     route: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    #: How it was tied to the delivery: verp, envid, message-id, header, heuristic.
+    attribution: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    #: The received message it was read from, if any.
+    inbound_id: Mapped[int | None] = mapped_column(
+        ForeignKey("inbound.id"), index=True, nullable=True
+    )
     observed_at: Mapped[datetime] = mapped_column(UTCDateTime())
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime())
     #: The same event ingested twice has the same key and is stored once.
     dedupe_key: Mapped[str] = mapped_column(String(64), unique=True)
     raw: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Inbound(Base):
+    """A message received by landed (inbound SMTP or the IMAP bounce mailbox).
+
+    Stored, raw and whole, before the sender is told ``250``; read into
+    evidence afterwards. Mail that cannot be tied to a delivery stays here as
+    ``quarantined``, never dropped.
+    """
+
+    __tablename__ = "inbound"
+    __table_args__ = (Index("ix_inbound_state", "state", "id"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    #: ``smtp`` or ``imap``.
+    channel: Mapped[str] = mapped_column(String(8))
+    #: SMTP envelope: MAIL FROM (``""`` for bounces) and the RCPT TO list, one per line.
+    mail_from: Mapped[str] = mapped_column(String(512))
+    rcpt_to: Mapped[str] = mapped_column(Text)
+    #: Where it came from: the peer address, or the IMAP mailbox and UID.
+    peer: Mapped[str] = mapped_column(String(255))
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    #: ``pending`` (not yet read), ``ingested``, ``quarantined``.
+    state: Mapped[str] = mapped_column(String(16))
+    #: What ingest made of it (kind, dialect, why quarantined).
+    detail: Mapped[str | None] = mapped_column(Text, nullable=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    ingested_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class Outbox(Base):
@@ -192,4 +226,5 @@ delivery = cast(Table, Delivery.__table__)
 outstanding = cast(Table, Outstanding.__table__)
 evidence = cast(Table, Evidence.__table__)
 outbox = cast(Table, Outbox.__table__)
+inbound = cast(Table, Inbound.__table__)
 metadata = Base.metadata

@@ -1,0 +1,165 @@
+"""RFC 3464 delivery-status fields, read from wherever a bounce puts them.
+
+Standard DSNs put them in a ``message/delivery-status`` part: one block of
+per-message fields, then one block per recipient, separated by empty lines.
+Real ones bend this: blocks without empty lines, fields in a ``text/plain``
+part, ``Diagnostic-Code`` continued over several lines, addresses in angle
+brackets, missing address types. :func:`read_fields` reads all of that; a new
+recipient starts at each ``Final-Recipient`` (or an ``Original-Recipient``
+after one).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+__all__ = ["DsnFields", "DsnRecord", "address_of", "read_fields"]
+
+_ADDRESS = re.compile(r"[^\s<>\"'(),;:\[\]]+@[^\s<>\"'(),;:\[\]]+")
+_FIELD = re.compile(r"([A-Za-z][A-Za-z0-9-]*)[ \t]*:[ \t]*(.*)")
+_PER_MESSAGE = frozenset(
+    {"reporting-mta", "original-envelope-id", "arrival-date", "received-from-mta",
+     "dsn-gateway", "x-postfix-sender", "x-postfix-queue-id", "x-original-message-id"}
+)  # fmt: skip
+_PER_RECIPIENT = frozenset(
+    {"action", "status", "remote-mta", "diagnostic-code", "last-attempt-date",
+     "will-retry-until", "final-log-id", "x-actual-recipient", "x-remote-mta"}
+)  # fmt: skip
+
+
+def address_of(value: str) -> str:
+    """The email address in a field value (``rfc822; <a@b>`` -> ``a@b``), or ``""``."""
+    semi = value.find(";")
+    if semi >= 0 and "@" not in value[:semi]:
+        value = value[semi + 1 :]
+    match = _ADDRESS.search(value)
+    if match is None:
+        return ""
+    address = match.group(0).strip(".")
+    if address.startswith("mailto:"):
+        address = address[7:]
+    return address
+
+
+def _typed(value: str) -> tuple[str, str]:
+    """Split ``smtp; 550 ...`` into (``SMTP``, ``550 ...``)."""
+    semi = value.find(";")
+    if semi > 0 and " " not in value[:semi].strip():
+        return value[:semi].strip().upper(), value[semi + 1 :].strip()
+    return "", value.strip()
+
+
+@dataclass(slots=True)
+class DsnRecord:
+    """One per-recipient block."""
+
+    final_recipient: str = ""
+    #: The Final-Recipient value as written (for "@host" without a local part).
+    final_raw: str = ""
+    original_recipient: str = ""
+    actual_recipient: str = ""
+    action: str = ""
+    status: str = ""
+    remote_mta: str = ""
+    diagnostic: str = ""
+    diagnostic_type: str = ""
+    status_comment: str = ""
+    last_attempt: str = ""
+
+
+@dataclass(slots=True)
+class DsnFields:
+    """The fields of one delivery-status report."""
+
+    reporting_mta: str = ""
+    envid: str = ""
+    arrival_date: str = ""
+    records: list[DsnRecord] = field(default_factory=list)
+
+
+def _unfold(text: str) -> list[tuple[str, str]]:
+    """(lowercase name, value) pairs; continuation lines are joined with a space."""
+    pairs: list[tuple[str, str]] = []
+    for line in text.split("\n"):
+        if not line.strip():
+            # Keep block boundaries: they separate recipients.
+            if pairs and pairs[-1][0] != "\n":
+                pairs.append(("\n", ""))
+            continue
+        if line[0] in " \t" and pairs and pairs[-1][0] != "\n":
+            if pairs:
+                name, value = pairs[-1]
+                pairs[-1] = (name, f"{value} {line.strip()}")
+            continue
+        match = _FIELD.match(line)
+        if match is None:
+            # A bare line inside a Diagnostic-Code continues it (broken folding).
+            if pairs and pairs[-1][0] == "diagnostic-code":
+                name, value = pairs[-1]
+                pairs[-1] = (name, f"{value} {line.strip()}")
+            else:
+                pairs.append(("", line))
+            continue
+        pairs.append((match.group(1).lower(), match.group(2).strip()))
+    return pairs
+
+
+def read_fields(text: str) -> DsnFields:
+    """Read delivery-status fields from ``text`` (a DSN part or any body)."""
+    result = DsnFields()
+    current: DsnRecord | None = None
+    new_block = True
+    for name, value in _unfold(text):
+        if name == "\n":
+            new_block = True
+            continue
+        if not name:
+            continue
+        if name == "final-recipient":
+            if current is None or current.final_raw or (new_block and current.action):
+                current = DsnRecord()
+                result.records.append(current)
+            current.final_recipient = address_of(value)
+            current.final_raw = value.partition(";")[2].strip() or value.strip()
+            new_block = False
+        elif name == "original-recipient":
+            # Sendmail writes Original- before Final-Recipient, Postfix after it.
+            if (
+                current is None
+                or current.original_recipient
+                or (current.final_recipient and (new_block or current.action or current.status))
+            ):
+                current = DsnRecord()
+                result.records.append(current)
+            current.original_recipient = address_of(value)
+            new_block = False
+        elif name in _PER_RECIPIENT:
+            if current is None:
+                continue
+            new_block = False
+            if name == "action":
+                current.action = value.split()[0].lower() if value.split() else ""
+            elif name == "status":
+                words = value.split()
+                current.status = words[0] if words else ""
+                # "Status: 4.0.0 (cat.example.net: host name lookup failure)" (old Sendmail)
+                if len(words) > 1:
+                    current.status_comment = " ".join(words[1:]).strip("()")
+            elif name in ("remote-mta", "x-remote-mta"):
+                current.remote_mta = _typed(value)[1].strip("[]")
+            elif name == "diagnostic-code":
+                current.diagnostic_type, current.diagnostic = _typed(value)
+            elif name == "x-actual-recipient":
+                current.actual_recipient = address_of(value)
+            elif name == "last-attempt-date":
+                current.last_attempt = value
+        elif name in _PER_MESSAGE:
+            new_block = False
+            if name == "reporting-mta" and not result.reporting_mta:
+                result.reporting_mta = _typed(value)[1]
+            elif name == "original-envelope-id" and not result.envid:
+                result.envid = value.strip().strip("<>")
+            elif name == "arrival-date" and not result.arrival_date:
+                result.arrival_date = value
+    return result

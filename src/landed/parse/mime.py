@@ -1,0 +1,336 @@
+"""A small, forgiving MIME reader: just what bounce parsing needs.
+
+The standard library's ``email`` package is not used: it imports ``socket``
+(through ``email.utils``), which ``landed.parse`` must not, and its full parser
+is several times slower than this one on bounce-sized messages. Bounces are
+also often malformed (missing boundaries, bad base64, 8-bit headers, CR-only
+line endings), and this reader never raises on any of that: it keeps whatever
+it can read.
+
+Everything is text. The raw bytes are decoded as Latin-1 (lossless: one
+character per byte), line endings are folded to LF, and only the parts that
+are shown to people or matched against patterns (text parts, header values)
+are decoded with their declared charset.
+"""
+
+from __future__ import annotations
+
+import binascii
+import codecs
+import html
+import re
+from dataclasses import dataclass, field
+
+__all__ = [
+    "Headers",
+    "Mail",
+    "Part",
+    "decode_header_value",
+    "normalize_newlines",
+    "parse_headers",
+    "read_mail",
+    "split_header_block",
+]
+
+# A header line: a field name of printable ASCII other than ':' and space.
+_FIELD_NAME = re.compile(r"([!-9;-~]+)[ \t]*:")
+_ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?]*)\?=")
+_BETWEEN_WORDS = re.compile(r"(\?=)[ \t\n]+(=\?)")
+_PARAM = re.compile(r';\s*([A-Za-z0-9_\-*]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;\s]*)')
+_TAG = re.compile(r"<[^>]*>")
+_SCRIPT = re.compile(r"<(script|style)[^>]*>.*?</\1\s*>", re.S | re.I)
+_BLOCK_TAG = re.compile(r"<\s*(?:br|/p|/div|/tr|/li|/h[1-6])\b[^>]*>", re.I)
+# Part types whose body is another message (or its header): kept as raw text.
+_MESSAGE_TYPES = frozenset(
+    {"message/rfc822", "text/rfc822-headers", "message/global", "message/global-headers"}
+)
+_MAX_DEPTH = 8
+
+
+def normalize_newlines(text: str) -> str:
+    """CRLF and lone CR become LF (Mac-era bounces use CR only)."""
+    if "\r" not in text:
+        return text
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+class Headers:
+    """Header fields in order, names folded to lowercase; values unfolded, not decoded."""
+
+    __slots__ = ("_map", "items")
+
+    def __init__(self, items: list[tuple[str, str]]) -> None:
+        self.items = items
+        self._map: dict[str, list[str]] = {}
+        for name, value in items:
+            self._map.setdefault(name, []).append(value)
+
+    def get(self, name: str, default: str = "") -> str:
+        """The first value of ``name`` (lowercase), or ``default``."""
+        values = self._map.get(name)
+        return values[0] if values else default
+
+    def get_all(self, name: str) -> list[str]:
+        """Every value of ``name`` (lowercase), in order."""
+        return self._map.get(name, [])
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._map
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def decoded(self, name: str) -> str:
+        """The first value of ``name`` with RFC 2047 words and 8-bit UTF-8 decoded."""
+        return decode_header_value(self.get(name))
+
+
+def split_header_block(text: str) -> tuple[str, str]:
+    """Split ``text`` at the first empty line: (header block, body)."""
+    if text.startswith("\n"):
+        return "", text[1:]
+    end = text.find("\n\n")
+    if end < 0:
+        return text, ""
+    return text[: end + 1], text[end + 2 :]
+
+
+def parse_headers(block: str) -> Headers:
+    """Parse a header block (LF line endings). Lines that are not fields are skipped."""
+    items: list[tuple[str, str]] = []
+    name = ""
+    value_lines: list[str] = []
+    for line in block.split("\n"):
+        if not line:
+            continue
+        if line[0] in " \t":
+            if name:
+                value_lines.append(line.strip())
+            continue
+        if name:
+            items.append((name, " ".join(value_lines)))
+            name = ""
+        match = _FIELD_NAME.match(line)
+        if match is None:
+            continue
+        name = match.group(1).lower()
+        value_lines = [line[match.end() :].strip()]
+    if name:
+        items.append((name, " ".join(value_lines)))
+    return Headers(items)
+
+
+def _decode_bytes(data: bytes, charset: str) -> str:
+    charset = charset.strip().strip('"').lower() or "us-ascii"
+    if charset in ("us-ascii", "ascii", "utf-8", "utf8", "unknown-8bit", "x-unknown"):
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            return data.decode("latin-1")
+    try:
+        return codecs.decode(data, charset, "replace")
+    except LookupError:
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            return data.decode("latin-1")
+
+
+def fix_8bit(text: str) -> str:
+    """Read raw 8-bit characters (Latin-1 stand-ins for bytes) as UTF-8 when they are."""
+    if text.isascii():
+        return text
+    try:
+        return text.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return text
+
+
+def _decode_word(match: re.Match[str]) -> str:
+    charset, encoding, payload = match.group(1), match.group(2), match.group(3)
+    charset = charset.split("*", 1)[0]
+    try:
+        if encoding in "bB":
+            data = binascii.a2b_base64(payload + "=" * (-len(payload) % 4))
+        else:
+            data = binascii.a2b_qp(payload.replace("_", " "))
+    except (binascii.Error, ValueError):
+        return match.group(0)
+    return _decode_bytes(data, charset)
+
+
+def decode_header_value(value: str) -> str:
+    """Decode RFC 2047 encoded words (and raw UTF-8) in a header value."""
+    if "=?" in value:
+        value = _BETWEEN_WORDS.sub(r"\1\2", value)
+        return _ENCODED_WORD.sub(_decode_word, fix_8bit(value))
+    return fix_8bit(value)
+
+
+def content_type(value: str) -> tuple[str, dict[str, str]]:
+    """The lowercase media type of a Content-Type value and its parameters."""
+    semi = value.find(";")
+    mtype = (value if semi < 0 else value[:semi]).strip().lower()
+    params: dict[str, str] = {}
+    if semi >= 0:
+        for key, raw in _PARAM.findall(value[semi:]):
+            if raw.startswith('"'):
+                raw = raw[1:-1].replace('\\"', '"')
+            params[key.lower()] = raw
+    return mtype, params
+
+
+def decode_transfer(body: str, encoding: str) -> bytes:
+    """Undo a Content-Transfer-Encoding; on damage, keep what decodes."""
+    encoding = encoding.strip().lower()
+    data = body.encode("latin-1", "replace")
+    if encoding == "base64":
+        try:
+            return binascii.a2b_base64(data)
+        except (binascii.Error, ValueError):
+            # Damaged base64 (cut-off attachments): decode line by line, keep the good lines.
+            out = bytearray()
+            for line in data.split(b"\n"):
+                try:
+                    out += binascii.a2b_base64(line)
+                except (binascii.Error, ValueError):
+                    continue
+            return bytes(out)
+    if encoding == "quoted-printable":
+        return binascii.a2b_qp(data)
+    return data
+
+
+def html_to_text(text: str) -> str:
+    """A plain-text reading of an HTML body: tags dropped, entities decoded."""
+    text = _SCRIPT.sub(" ", text)
+    text = _BLOCK_TAG.sub("\n", text)
+    text = _TAG.sub("", text)
+    return html.unescape(text)
+
+
+@dataclass(slots=True)
+class Part:
+    """One leaf of a MIME tree. ``text`` is decoded for text parts, raw for message parts."""
+
+    ctype: str
+    headers: Headers
+    text: str
+
+
+@dataclass(slots=True)
+class Mail:
+    """A message read by :func:`read_mail`."""
+
+    headers: Headers
+    ctype: str
+    params: dict[str, str]
+    #: Leaves of the MIME tree in order; message/rfc822 and text/rfc822-headers
+    #: parts are leaves too (their ``text`` is the embedded message as is).
+    parts: list[Part] = field(default_factory=list)
+    #: The decoded body of a single-part message; for multipart, the text of all
+    #: leaves joined, each after a ``Content-Type:`` line, as bounce scanners expect.
+    body: str = ""
+
+    @property
+    def subject(self) -> str:
+        """The decoded Subject."""
+        return self.headers.decoded("subject")
+
+    def first_part(self, *ctypes: str) -> Part | None:
+        """The first leaf of one of ``ctypes``."""
+        for part in self.parts:
+            if part.ctype in ctypes:
+                return part
+        return None
+
+
+def _part_text(ctype: str, params: dict[str, str], headers: Headers, body: str) -> str:
+    cte = headers.get("content-transfer-encoding")
+    if ctype in _MESSAGE_TYPES or ctype.startswith("message/"):
+        if cte.lower().strip() in ("base64", "quoted-printable"):
+            return normalize_newlines(decode_transfer(body, cte).decode("latin-1"))
+        return body
+    if not ctype.startswith("text/") and ctype != "":
+        return ""
+    data = decode_transfer(body, cte) if cte else body.encode("latin-1", "replace")
+    text = normalize_newlines(_decode_bytes(data, params.get("charset", "")))
+    if ctype == "text/html":
+        text = html_to_text(text)
+    return text
+
+
+def _split_multipart(body: str, boundary: str) -> list[str]:
+    """The bodies between ``--boundary`` lines (preamble and epilogue dropped)."""
+    delimiter = "--" + boundary
+    chunks: list[str] = []
+    pos = body.find(delimiter)
+    if pos < 0:
+        return chunks
+    while pos >= 0:
+        after = pos + len(delimiter)
+        if body.startswith("--", after):
+            break
+        line_end = body.find("\n", after)
+        if line_end < 0:
+            break
+        nxt = body.find("\n" + delimiter, line_end)
+        if nxt < 0:
+            # A missing close delimiter (truncated bounce): the rest is the last part.
+            chunks.append(body[line_end + 1 :])
+            break
+        chunks.append(body[line_end + 1 : nxt])
+        pos = nxt + 1
+    return chunks
+
+
+def _walk(block: str, body: str, parts: list[Part], depth: int, default: str) -> None:
+    headers = parse_headers(block)
+    raw_ctype = headers.get("content-type")
+    ctype, params = content_type(raw_ctype) if raw_ctype else (default, {})
+    if ctype.startswith("multipart/") and depth < _MAX_DEPTH:
+        boundary = params.get("boundary", "")
+        chunks = _split_multipart(body, boundary) if boundary else []
+        if chunks:
+            inner_default = "message/rfc822" if ctype == "multipart/digest" else "text/plain"
+            for chunk in chunks:
+                sub_block, sub_body = split_header_block(chunk)
+                _walk(sub_block, sub_body, parts, depth + 1, inner_default)
+            return
+        # A multipart without usable boundaries: read it as one text part.
+        ctype = "text/plain"
+    parts.append(Part(ctype, headers, _part_text(ctype, params, headers, body)))
+
+
+def _flatten(parts: list[Part]) -> str:
+    pieces: list[str] = []
+    for part in parts:
+        pieces.append(f"Content-Type: {part.ctype}\n")
+        pieces.append(part.text)
+        if not part.text.endswith("\n"):
+            pieces.append("\n")
+    return "".join(pieces)
+
+
+def read_mail(raw: bytes) -> Mail:
+    """Read a whole message. Never raises on malformed input."""
+    text = normalize_newlines(raw.decode("latin-1"))
+    # An mbox "From " separator line before the header.
+    if text.startswith("From "):
+        newline = text.find("\n")
+        text = text[newline + 1 :] if newline >= 0 else ""
+    text = text.lstrip("\n")
+    block, body = split_header_block(text)
+    headers = parse_headers(block)
+    if not len(headers):
+        # Not a message at all: treat everything as a plain text body.
+        block, body = "", text
+    raw_ctype = headers.get("content-type")
+    ctype, params = content_type(raw_ctype) if raw_ctype else ("text/plain", {})
+    parts: list[Part] = []
+    _walk(block, body, parts, 0, "text/plain")
+    if ctype.startswith("multipart/") and (len(parts) > 1 or parts[0].ctype != "text/plain"):
+        flat = _flatten(parts)
+    else:
+        flat = parts[0].text if parts else ""
+    return Mail(headers=headers, ctype=ctype, params=params, parts=parts, body=flat)

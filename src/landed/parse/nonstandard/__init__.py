@@ -1,0 +1,49 @@
+"""Bounce dialects: one module per MTA or provider whose bounces need more than
+RFC 3464 (or are not RFC 3464 at all).
+
+Each module has ``read(mail) -> Detected | None`` and returns None quickly when
+the message is not its dialect (cheap header and marker checks first). They
+are tried in a fixed order and the first hit wins (flufl.bounce issue #12:
+running every detector and merging finds the same failure twice, and finds
+"failures" in a quoted original message).
+
+``EARLY`` dialects run before the generic RFC 3464 reader: their messages
+are recognisable by a signature of their own and their DSN parts, if any, miss
+something only their text says (the failed command, a provider error code).
+``LATE`` dialects are plain-text formats with weaker signatures, tried after it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from landed.parse.draft import Detected
+from landed.parse.mime import Mail
+from landed.parse.nonstandard import (
+    dragonfly,
+    exchange2003,
+    exim,
+    google,
+    opensmtpd,
+    postfix,
+    qmail,
+    sendmail,
+    v5sendmail,
+)
+
+__all__ = ["EARLY", "LATE"]
+
+Reader = Callable[[Mail], Detected | None]
+
+EARLY: tuple[tuple[str, Reader], ...] = (
+    ("google", google.read),
+    ("postfix", postfix.read),
+    ("sendmail", sendmail.read),
+    ("dragonfly", dragonfly.read),
+    ("exim", exim.read),
+    ("qmail", qmail.read),
+    ("opensmtpd", opensmtpd.read),
+    ("exchange2003", exchange2003.read),
+    ("v5sendmail", v5sendmail.read),
+)
+LATE: tuple[tuple[str, Reader], ...] = ()

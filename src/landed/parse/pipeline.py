@@ -1,0 +1,156 @@
+"""The detector order and the assembly of a :class:`~landed.parse.report.Report`."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from landed.parse import arf, autoreply, dsn, mdn, nonstandard
+from landed.parse.attribution import find_tokens
+from landed.parse.classify import finish
+from landed.parse.draft import Detected
+from landed.parse.mime import (
+    Mail,
+    decode_header_value,
+    parse_headers,
+    read_mail,
+    split_header_block,
+)
+from landed.parse.report import Kind, RecipientReport, Report
+
+__all__ = ["ORDER", "detect", "parse"]
+
+Reader = Callable[[Mail], Detected | None]
+
+#: Every detector, most reliable first; the first that reads the message wins.
+ORDER: tuple[tuple[str, Reader], ...] = (
+    ("arf", arf.read),
+    ("rfc8098", mdn.read),
+    *nonstandard.EARLY,
+    ("rfc3464", dsn.read),
+    *nonstandard.LATE,
+    ("rfc3834", autoreply.read),
+)
+
+# A warning (still being retried) when the report gives no DSN Action.
+_DELAY_SUBJECT = re.compile(
+    r"delayed|delay(?:ed)? (?:mail|notification)|warning: could not send|not yet been delivered|"
+    r"delivery status notification \(delay\)",
+    re.I,
+)
+_FAILED_SUBJECT = re.compile(r"fail|undeliver|returned", re.I)
+
+
+_FORWARDED = re.compile(r"^\s*(?:fwd?|tr|wg|rv|enc)\s*:", re.I)
+
+
+def _unquote_forwarded(mail: Mail) -> None:
+    """Undo "> " quoting of a bounce someone forwarded inline ("Fwd: Returned mail ...")."""
+    if "\n>" not in mail.body:
+        return
+    mail.body = mail.body.replace("\n> ", "\n").replace("\n>\n", "\n\n")
+    for part in mail.parts:
+        if part.ctype.startswith("text/"):
+            part.text = part.text.replace("\n> ", "\n").replace("\n>\n", "\n\n")
+
+
+def _first(mail: Mail) -> Detected | None:
+    for _name, reader in ORDER:
+        detected = reader(mail)
+        if detected is not None and detected.drafts:
+            return detected
+    return None
+
+
+def detect(mail: Mail) -> Detected | None:
+    """The first detector's reading of ``mail``, or None.
+
+    A bounce forwarded inline is unquoted first; a bounce forwarded as an
+    attachment (the first ``message/rfc822`` part) is read when the message
+    itself is not one.
+    """
+    if _FORWARDED.match(mail.headers.get("subject")):
+        _unquote_forwarded(mail)
+    detected = _first(mail)
+    if detected is not None:
+        return detected
+    embedded = mail.first_part("message/rfc822")
+    if embedded is not None and len(embedded.text) >= 128:
+        inner = read_mail(embedded.text.encode("latin-1", "replace"))
+        if inner.headers.get("subject") or inner.parts:
+            return _first(inner)
+    return None
+
+
+def _kind(detected: Detected, records: tuple[RecipientReport, ...], subject: str) -> Kind:
+    if detected.kind:
+        return Kind(detected.kind)
+    reasons = {r.reason for r in records}
+    if reasons == {"delivered"}:
+        return Kind.DELIVERED
+    actions = {r.action for r in records}
+    if actions == {"delayed"}:
+        return Kind.DELAY
+    if actions <= {"delivered", "relayed", "expanded"} and actions:
+        return Kind.DELIVERED
+    if (
+        "delayed" not in actions
+        and _DELAY_SUBJECT.search(subject)
+        and not _FAILED_SUBJECT.search(subject)
+    ):
+        return Kind.DELAY
+    return Kind.BOUNCE
+
+
+def parse(raw: bytes, envelope_rcpt: str | None = None) -> Report:
+    """Read one message; never raises (unreadable input gives a ``not-bounce`` report)."""
+    try:
+        return _parse(raw, envelope_rcpt)
+    except Exception:
+        return Report(kind=Kind.NOT_BOUNCE, dialect="")
+
+
+def _parse(raw: bytes, envelope_rcpt: str | None) -> Report:
+    mail = read_mail(raw)
+    subject = mail.subject
+    sender = decode_header_value(mail.headers.get("from"))
+    detected = detect(mail)
+    bounce_headers = "".join(f"{name}: {value}\n" for name, value in mail.headers.items)
+    if detected is None:
+        tokens = find_tokens(
+            envelope_rcpt=envelope_rcpt,
+            envid="",
+            returned="",
+            bounce_headers=bounce_headers,
+            body="",
+        )
+        return Report(kind=Kind.NOT_BOUNCE, subject=subject, sender=sender, tokens=tokens)
+
+    returned_headers = parse_headers(split_header_block(detected.returned.lstrip("\n"))[0])
+    tokens = find_tokens(
+        envelope_rcpt=envelope_rcpt,
+        envid=detected.envid,
+        returned=detected.returned,
+        bounce_headers=bounce_headers,
+        body=mail.body,
+    )
+    records = tuple(
+        finish(draft, envid=detected.envid, tokens=tokens, reporting_mta=detected.reporting_mta)
+        for draft in detected.drafts
+    )
+    return Report(
+        kind=_kind(detected, records, subject),
+        recipients=records,
+        dialect=detected.dialect,
+        envid=detected.envid,
+        reporting_mta=detected.reporting_mta,
+        subject=subject,
+        sender=sender,
+        original_message_id=returned_headers.get("message-id").strip(),
+        original_subject=returned_headers.decoded("subject"),
+        original_from=returned_headers.decoded("from"),
+        original_to=returned_headers.decoded("to"),
+        feedback_type=detected.extra.get("feedback_type", ""),
+        disposition=detected.disposition,
+        tokens=tokens,
+    )
