@@ -53,7 +53,7 @@ def pg_template() -> Iterator[str]:
     """Name of a migrated template database for this test session."""
     try:
         admin = _pg_admin()
-    except Exception as exc:  # noqa: BLE001 - any connection problem means "no PostgreSQL"
+    except Exception as exc:
         need_service("PostgreSQL", str(exc).strip().splitlines()[0])
     name = f"landed_tpl_{uuid.uuid4().hex[:10]}"
     admin.execute(f'CREATE DATABASE "{name}"')  # type: ignore[attr-defined]

@@ -68,8 +68,7 @@ _BOUNCE_SUBJECT = re.compile(
 # An auto-reply that says the mailbox is gone is a bounce in disguise
 # (Mimecast and Microsoft 365 "this mailbox is no longer monitored" rules).
 _RETIRED = re.compile(
-    r"(?:inbox|mailbox|address|account)\b[^.\n]{0,80}\b(?:is )?no "
-    r"longer (?:in use|active|monitored|valid)"
+    r"(?:inbox|mailbox|address|account)\b[^\n]{0,80}?\bno longer (?:in use|active|monitored|valid)"
     r"|no longer (?:works|working) (?:at|for|with)",
     re.I,
 )
