@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from landed.errors import InputError
 
 VERP_PREFIX = "bounces+"
+#: Printable ASCII except ``+`` and ``=``: what xtext leaves as it is.
+_XTEXT_PLAIN = re.compile(r"[!-*,-<>-~]*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +31,8 @@ def verp_sender(token: str, bounce_domain: str) -> str:
 
 def xtext(value: str) -> str:
     """RFC 3461 §4 xtext: ``+``, ``=``, controls and non-ASCII as ``+HH``."""
+    if _XTEXT_PLAIN.fullmatch(value):
+        return value  # the usual case (tokens, plain addresses): nothing to encode
     out = []
     for byte in value.encode("utf-8"):
         if 33 <= byte <= 126 and byte not in (ord("+"), ord("=")):

@@ -11,10 +11,15 @@ import html as html_lib
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import format_datetime
+from functools import lru_cache
 
 from landed.compose.headers import Mailbox, check_header_value
 from landed.compose.mime import CRLF, encode_header, mailbox_header, text_part
 from landed.tokens import human_ref
+
+#: Each email lists up to ten earlier deliveries by reference, and the same
+#: deliveries are listed again in the recipient's next emails: remember them.
+_ref = lru_cache(maxsize=8192)(human_ref)
 
 #: Our own header, so a returned message can be attributed even when the
 #: Message-ID was rewritten (Exchange, some ESPs) and the envelope was lost.
@@ -65,10 +70,10 @@ def subject_line(topic_key: str, subject: str) -> str:
 
 
 def _footer_lines(msg: OutgoingMessage) -> tuple[str, list[str]]:
-    head = f"Ref {human_ref(msg.delivery_id)} · #{msg.seq} for you · {msg.topic_key}"
+    head = f"Ref {_ref(msg.delivery_id)} · #{msg.seq} for you · {msg.topic_key}"
     rows = [
         f"  #{item.seq}  {item.topic_key}  {item.subject}  "
-        f"(Ref {human_ref(item.delivery_id)}, {item.created_at:%Y-%m-%d %H:%M} UTC)"
+        f"(Ref {_ref(item.delivery_id)}, {item.created_at:%Y-%m-%d %H:%M} UTC)"
         for item in msg.outstanding
     ]
     return head, rows
@@ -96,7 +101,7 @@ def html_body(msg: OutgoingMessage) -> str:
             footer.append(
                 f'<li style="color:#666;font-size:12px">#{item.seq} '
                 f"{html_lib.escape(item.topic_key)} {html_lib.escape(item.subject)} "
-                f"(Ref {human_ref(item.delivery_id)}, {item.created_at:%Y-%m-%d %H:%M} UTC)</li>"
+                f"(Ref {_ref(item.delivery_id)}, {item.created_at:%Y-%m-%d %H:%M} UTC)</li>"
             )
         footer.append("</ul>")
     block = "\n".join(footer)

@@ -20,15 +20,24 @@ from collections.abc import Callable
 from landed.parse.draft import Detected
 from landed.parse.mime import Mail
 from landed.parse.nonstandard import (
+    activehunter,
+    amazonses,
     dragonfly,
     exchange2003,
     exim,
+    gmx,
     google,
+    mailfoundry,
     opensmtpd,
     postfix,
     qmail,
     sendmail,
     v5sendmail,
+    verizon,
+    x1,
+    x3,
+    x6,
+    zoho,
 )
 
 __all__ = ["EARLY", "LATE"]
@@ -36,6 +45,7 @@ __all__ = ["EARLY", "LATE"]
 Reader = Callable[[Mail], Detected | None]
 
 EARLY: tuple[tuple[str, Reader], ...] = (
+    ("amazonses", amazonses.read),
     ("google", google.read),
     ("postfix", postfix.read),
     ("sendmail", sendmail.read),
@@ -45,5 +55,13 @@ EARLY: tuple[tuple[str, Reader], ...] = (
     ("opensmtpd", opensmtpd.read),
     ("exchange2003", exchange2003.read),
     ("v5sendmail", v5sendmail.read),
+    ("activehunter", activehunter.read),
+    ("gmx", gmx.read),
+    ("mailfoundry", mailfoundry.read),
+    ("verizon", verizon.read),
+    ("zoho", zoho.read),
+    ("x1", x1.read),
+    ("x3", x3.read),
+    ("x6", x6.read),
 )
 LATE: tuple[tuple[str, Reader], ...] = ()
