@@ -67,3 +67,26 @@ ensure_postgres() {
         export LANDED_TEST_PG_URL="postgresql://postgres:postgres@127.0.0.1:5432/test"
     fi
 }
+
+# ensure_postfix: Postfix and Dovecot (IMAP) for the end-to-end tests (tests/e2e).
+# Installed with Postfix's "No configuration" (no /etc/postfix/main.cf), and when
+# this installs them, the system's own instances are stopped at once: the tests
+# run private instances on free loopback ports, and nothing may listen on 25/143.
+# A Postfix or Dovecot that was already installed is left as it is.
+ensure_postfix() {
+    local pkgs=(postfix dovecot-core dovecot-imapd) missing=()
+    for pkg in "${pkgs[@]}"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    echo "postfix postfix/main_mailer_type select No configuration" | as_root debconf-set-selections
+    ensure_packages "${pkgs[@]}"
+    local svc
+    for svc in dovecot postfix; do
+        if [ -d /run/systemd/system ]; then
+            as_root systemctl disable --now "$svc" >/dev/null 2>&1 || true
+        elif command -v service >/dev/null; then
+            as_root service "$svc" stop >/dev/null 2>&1 || true
+        fi
+    done
+}

@@ -377,6 +377,32 @@ def inbound_smtp(ctx: click.Context, listen: str | None) -> None:
     server.serve_until(stop)
 
 
+@inbound.command("imap")
+@click.option("--once", is_flag=True, help="Read what is in the mailbox now, then exit.")
+@click.pass_context
+def inbound_imap(ctx: click.Context, once: bool) -> None:
+    """Poll the IMAP bounce mailbox (imap_url); IDLE where the server offers it."""
+    from landed.inbound.imap import ImapPoller
+    from landed.store import Database
+
+    if not ctx.obj.get("log_level"):
+        _setup_logging("info")
+    settings = _settings()
+    database = Database(settings.database_url)
+    database.check_current()
+    poller = ImapPoller(database, settings.keyring(), settings.imap())
+    if once:
+        try:
+            count = poller.poll_once()
+        finally:
+            poller.close()
+        logging.getLogger("landed.imap").info("read %d new messages", count)
+        return
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    poller.run(stop)
+
+
 @inbound.command("quarantine")
 @click.option("--limit", default=100, show_default=True)
 @click.option("--json", "as_json", is_flag=True)

@@ -85,6 +85,73 @@ class RelayURL:
         return parts._replace(netloc=netloc).geturl()
 
 
+class ImapURL:
+    """A parsed ``LANDED_IMAP_URL``: ``imap[s]://user:pass@host[:port]/MAILBOX[?options]``.
+
+    Options: ``starttls=required|off`` (imap:// only; default required unless
+    the host is loopback), ``verify=true|false``, ``cafile=PATH``,
+    ``processed=FOLDER`` (where read messages go; default ``landed-processed``),
+    ``timeout=SECONDS``, ``poll=SECONDS`` (when the server has no IDLE).
+    """
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("imap", "imaps"):
+            raise ValueError("scheme must be imap:// or imaps://")
+        if not parts.hostname:
+            raise ValueError("no host")
+        if not parts.username or parts.password is None:
+            raise ValueError("user and password are required: imap://user:pass@host/MAILBOX")
+        self.url = url
+        self.implicit_tls = parts.scheme == "imaps"
+        self.host: str = parts.hostname
+        try:
+            port = parts.port
+        except ValueError as exc:
+            raise ValueError(f"bad port: {exc}") from None
+        self.port: int = port or (993 if self.implicit_tls else 143)
+        self.username = unquote(parts.username)
+        self.password = unquote(parts.password)
+        self.mailbox = unquote(parts.path.lstrip("/")) or "INBOX"
+        query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+        unknown = set(query) - {"starttls", "verify", "cafile", "processed", "timeout", "poll"}
+        if unknown:
+            raise ValueError(f"unknown parameter(s): {', '.join(sorted(unknown))}")
+        default_tls = "off" if self.implicit_tls or _is_loopback(self.host) else "required"
+        starttls = query.get("starttls", default_tls)
+        if starttls not in ("required", "off"):
+            raise ValueError("starttls must be required or off")
+        self.starttls = starttls == "required" and not self.implicit_tls
+        self.verify = query.get("verify", "true").lower() in ("true", "1", "yes")
+        self.cafile = query.get("cafile") or None
+        self.processed = query.get("processed", "landed-processed")
+        if not self.processed or self.processed == self.mailbox:
+            raise ValueError("processed must name a folder other than the polled mailbox")
+        try:
+            self.timeout = float(query.get("timeout", "30"))
+            self.poll = float(query.get("poll", "60"))
+        except ValueError:
+            raise ValueError("timeout and poll must be numbers of seconds") from None
+        if not (self.implicit_tls or self.starttls or _is_loopback(self.host)):
+            raise ValueError("refusing to send the password in clear to a non-loopback host")
+
+    @property
+    def key(self) -> str:
+        """Which mailbox this is, without the password (the checkpoint's key)."""
+        return f"{self.username}@{self.host}:{self.port}/{self.mailbox}"[:255]
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def parse_hostport(value: str) -> tuple[str, int]:
     """Split ``HOST:PORT`` (``[::1]:25`` for IPv6)."""
     match = _HOSTPORT.match(value.strip())
@@ -200,6 +267,13 @@ class Settings(BaseSettings):
             RelayURL(value)
         return value or None
 
+    @field_validator("imap_url")
+    @classmethod
+    def _check_imap(cls, value: str | None) -> str | None:
+        if value:
+            ImapURL(value)
+        return value or None
+
     @field_validator("inbound_listen", "api_listen")
     @classmethod
     def _check_listen(cls, value: str) -> str:
@@ -267,6 +341,14 @@ class Settings(BaseSettings):
         if not self.relay_url:
             raise ConfigError("no relay: set relay_url (LANDED_RELAY_URL)", setting="relay_url")
         return RelayURL(self.relay_url)
+
+    def imap(self) -> ImapURL:
+        """The parsed IMAP bounce mailbox URL; ``ConfigError`` when none is configured."""
+        if not self.imap_url:
+            raise ConfigError(
+                "no bounce mailbox: set imap_url (LANDED_IMAP_URL)", setting="imap_url"
+            )
+        return ImapURL(self.imap_url)
 
     def require_from(self) -> str:
         """The From address; ``ConfigError`` when unset."""

@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, select
 
+from landed import __version__
 from landed.domain import Attribution, EvidenceSource, Level, Outcome
 from landed.errors import TokenError
 from landed.parse import Kind, RecipientReport, Report, Token, parse
@@ -38,6 +39,8 @@ log = logging.getLogger("landed.ingest")
 
 #: The local parts landed hands out: VERP bounces, and replies (``reply+TOKEN``).
 _TRACKED_LOCAL = re.compile(rf"^(bounces|reply)\+({TOKEN_PATTERN})@", re.I)
+#: Recorded with each piece of evidence, so it can be re-read by a later parser.
+PARSER = f"landed.parse {__version__}"
 #: How far back the last-resort heuristic looks for a delivery to the same address.
 HEURISTIC_WINDOW = timedelta(days=7)
 
@@ -185,6 +188,7 @@ def _evidence(
                 route=message.channel,
                 attribution=attribution.value,
                 inbound_id=message.id,
+                parser=PARSER,
                 observed_at=message.received_at,
                 raw=message.raw,
                 dedupe_key=f"inbound\0{digest}\0{delivery_id}\0{index}",

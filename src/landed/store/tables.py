@@ -161,6 +161,8 @@ class Evidence(Base):
     route: Mapped[str | None] = mapped_column(String(64), nullable=True)
     #: How it was tied to the delivery: verp, envid, message-id, header, heuristic.
     attribution: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    #: The parser that read it (``landed.parse.PARSER_VERSION``), so it can be re-read later.
+    parser: Mapped[str | None] = mapped_column(String(32), nullable=True)
     #: The received message it was read from, if any.
     inbound_id: Mapped[int | None] = mapped_column(
         ForeignKey("inbound.id"), index=True, nullable=True
@@ -200,6 +202,17 @@ class Inbound(Base):
     ingested_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
+class ImapCheckpoint(Base):
+    """How far the IMAP poller has read a mailbox: UIDs only grow within one UIDVALIDITY."""
+
+    __tablename__ = "imap_checkpoint"
+    #: ``user@host:port/MAILBOX``: which mailbox (no password).
+    mailbox: Mapped[str] = mapped_column(String(255), primary_key=True)
+    uidvalidity: Mapped[int] = mapped_column(BigInteger)
+    last_uid: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 class Outbox(Base):
     """Deliveries waiting to be sent. A row is removed once its send is settled.
 
@@ -227,4 +240,5 @@ outstanding = cast(Table, Outstanding.__table__)
 evidence = cast(Table, Evidence.__table__)
 outbox = cast(Table, Outbox.__table__)
 inbound = cast(Table, Inbound.__table__)
+imap_checkpoint = cast(Table, ImapCheckpoint.__table__)
 metadata = Base.metadata
