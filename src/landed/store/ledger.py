@@ -97,6 +97,8 @@ class NewEvidence:
     attribution: str | None = None
     #: The received message it was read from.
     inbound_id: int | None = None
+    #: The parser (and its version) that read the evidence from a message.
+    parser: str | None = None
     #: Identifies the event, so ingesting it twice stores it once. Defaults to a
     #: hash of delivery, source and raw bytes.
     dedupe_key: str | None = None
@@ -335,6 +337,7 @@ def append_evidence(conn: Connection, items: Sequence[NewEvidence], *, now: date
             "route": item.route,
             "attribution": item.attribution,
             "inbound_id": item.inbound_id,
+            "parser": item.parser,
             "observed_at": item.observed_at,
             "recorded_at": now,
             "dedupe_key": item.key(),
