@@ -371,7 +371,13 @@ def inbound_smtp(ctx: click.Context, listen: str | None) -> None:
     database = Database(settings.database_url)
     database.check_current()
     handler = BounceHandler(database, settings.keyring(), {settings.require_bounce_domain()})
-    server = InboundServer(handler, host, port, max_size=settings.inbound_max_bytes)
+    server = InboundServer(
+        handler,
+        host,
+        port,
+        max_size=settings.inbound_max_bytes,
+        tls_context=settings.inbound_tls(),
+    )
     stop = threading.Event()
     _stop_on_signals(stop)
     server.serve_until(stop)

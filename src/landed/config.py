@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import ssl
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -191,6 +192,9 @@ class Settings(BaseSettings):
     api_listen: str = "127.0.0.1:8025"
     lease_seconds: float = Field(default=30.0, gt=0)
     imap_url: str | None = None
+    #: PEM certificate chain and key: when both are set, the inbound listener offers STARTTLS.
+    inbound_tls_cert: str | None = None
+    inbound_tls_key: str | None = None
     #: Largest message the inbound listener accepts, in bytes (SMTP SIZE).
     inbound_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     ses_topic_arns: str | None = None
@@ -341,6 +345,23 @@ class Settings(BaseSettings):
         if not self.relay_url:
             raise ConfigError("no relay: set relay_url (LANDED_RELAY_URL)", setting="relay_url")
         return RelayURL(self.relay_url)
+
+    def inbound_tls(self) -> ssl.SSLContext | None:
+        """The listener's STARTTLS context, or None when no certificate is configured."""
+        if not self.inbound_tls_cert and not self.inbound_tls_key:
+            return None
+        if not (self.inbound_tls_cert and self.inbound_tls_key):
+            raise ConfigError(
+                "set both inbound_tls_cert and inbound_tls_key", setting="inbound_tls_cert"
+            )
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            context.load_cert_chain(self.inbound_tls_cert, self.inbound_tls_key)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(
+                f"cannot load the certificate: {exc}", setting="inbound_tls_cert"
+            ) from None
+        return context
 
     def imap(self) -> ImapURL:
         """The parsed IMAP bounce mailbox URL; ``ConfigError`` when none is configured."""

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import smtplib
+import ssl
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -18,6 +20,7 @@ from landed.store import Database
 from landed.store import tables as t
 from landed.store.inbound import list_inbound, store_inbound
 from tests.inbound.dsn import Rcpt, postfix_dsn
+from tests.relay import make_tls
 
 
 class Harness:
@@ -256,6 +259,40 @@ def test_messages_stored_before_a_crash_are_read_at_the_next_start(
     server = InboundServer(handler, "127.0.0.1", 0)
     server.start()
     server.stop()
+    (view,) = client.status(d.delivery_id)
+    assert view.level == "delivered"
+    db.dispose()
+
+
+def test_starttls_is_offered_when_a_certificate_is_configured(
+    settings: Settings, clock: FixedClock, tmp_path: Path
+) -> None:
+    tls = make_tls(tmp_path)
+    db = Database(settings.database_url)
+    client = Client(settings, clock=clock, database=db)
+    d = client.notify_detailed(
+        topic="T", cls="c", to=["a@corp.test"], subject="s", text="t"
+    ).deliveries[0]
+    done = threading.Semaphore(0)
+    handler = BounceHandler(
+        db, settings.keyring(), {"bounce.test"}, clock=clock, on_ingested=lambda _: done.release()
+    )
+    server = InboundServer(handler, "127.0.0.1", 0, tls_context=tls.server_context)
+    server.start()
+    try:
+        context = ssl.create_default_context(cafile=str(tls.ca_file))
+        with smtplib.SMTP("127.0.0.1", server.port, timeout=10) as smtp:
+            smtp.ehlo("mx.corp.test")
+            assert smtp.has_extn("starttls")
+            smtp.starttls(context=context)
+            smtp.ehlo("mx.corp.test")
+            smtp.mail("<>")
+            assert smtp.rcpt(verp(d.token))[0] == 250
+            code, _ = smtp.data(postfix_dsn([Rcpt("a@corp.test", "delivered", "2.0.0")]))
+        assert code == 250
+        assert done.acquire(timeout=10)
+    finally:
+        server.stop()
     (view,) = client.status(d.delivery_id)
     assert view.level == "delivered"
     db.dispose()
