@@ -11,9 +11,10 @@ import json
 import os
 import re
 import ssl
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import SplitResult, parse_qs, unquote, urlsplit
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
@@ -37,29 +38,65 @@ def config_path() -> Path:
     return Path(os.environ.get("LANDED_CONFIG", DEFAULT_CONFIG_FILE))
 
 
+@dataclass(frozen=True, slots=True)
+class _ServerURL:
+    """What relay and mailbox URLs share: scheme, host, port, credentials, options."""
+
+    parts: SplitResult
+    implicit_tls: bool
+    host: str
+    port: int
+    username: str | None
+    password: str | None
+    query: dict[str, str]
+
+
+def _split_server_url(
+    url: str, *, plain: str, tls: str, ports: tuple[int, int], options: set[str]
+) -> _ServerURL:
+    parts = urlsplit(url)
+    if parts.scheme not in (plain, tls):
+        raise ValueError(f"scheme must be {plain}:// or {tls}://")
+    if not parts.hostname:
+        raise ValueError("no host")
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"bad port: {exc}") from None
+    implicit_tls = parts.scheme == tls
+    query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+    unknown = set(query) - options
+    if unknown:
+        raise ValueError(f"unknown parameter(s): {', '.join(sorted(unknown))}")
+    return _ServerURL(
+        parts=parts,
+        implicit_tls=implicit_tls,
+        host=parts.hostname,
+        port=port or ports[1 if implicit_tls else 0],
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password is not None else None,
+        query=query,
+    )
+
+
 class RelayURL:
     """A parsed ``LANDED_RELAY_URL``: ``smtp://[user:pass@]host:port[?starttls=...]``."""
 
     def __init__(self, url: str) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("smtp", "smtps"):
-            raise ValueError("scheme must be smtp:// or smtps://")
-        if not parts.hostname:
-            raise ValueError("no host")
+        split = _split_server_url(
+            url,
+            plain="smtp",
+            tls="smtps",
+            ports=(25, 465),
+            options={"starttls", "verify", "cafile", "timeout", "helo"},
+        )
+        query = split.query
         self.url = url
-        self.implicit_tls = parts.scheme == "smtps"
-        self.host: str = parts.hostname
-        try:
-            port = parts.port
-        except ValueError as exc:
-            raise ValueError(f"bad port: {exc}") from None
-        self.port: int = port or (465 if self.implicit_tls else 25)
-        self.username = unquote(parts.username) if parts.username else None
-        self.password = unquote(parts.password) if parts.password else None
-        query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
-        unknown = set(query) - {"starttls", "verify", "cafile", "timeout", "helo"}
-        if unknown:
-            raise ValueError(f"unknown parameter(s): {', '.join(sorted(unknown))}")
+        self.implicit_tls = split.implicit_tls
+        self.host: str = split.host
+        self.port: int = split.port
+        self.username = split.username
+        self.password = split.password or None
         starttls = query.get("starttls", "opportunistic")
         if starttls not in ("required", "opportunistic", "off"):
             raise ValueError("starttls must be required, opportunistic or off")
@@ -96,28 +133,23 @@ class ImapURL:
     """
 
     def __init__(self, url: str) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("imap", "imaps"):
-            raise ValueError("scheme must be imap:// or imaps://")
-        if not parts.hostname:
-            raise ValueError("no host")
-        if not parts.username or parts.password is None:
+        split = _split_server_url(
+            url,
+            plain="imap",
+            tls="imaps",
+            ports=(143, 993),
+            options={"starttls", "verify", "cafile", "processed", "timeout", "poll"},
+        )
+        if not split.username or split.password is None:
             raise ValueError("user and password are required: imap://user:pass@host/MAILBOX")
+        query = split.query
         self.url = url
-        self.implicit_tls = parts.scheme == "imaps"
-        self.host: str = parts.hostname
-        try:
-            port = parts.port
-        except ValueError as exc:
-            raise ValueError(f"bad port: {exc}") from None
-        self.port: int = port or (993 if self.implicit_tls else 143)
-        self.username = unquote(parts.username)
-        self.password = unquote(parts.password)
-        self.mailbox = unquote(parts.path.lstrip("/")) or "INBOX"
-        query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
-        unknown = set(query) - {"starttls", "verify", "cafile", "processed", "timeout", "poll"}
-        if unknown:
-            raise ValueError(f"unknown parameter(s): {', '.join(sorted(unknown))}")
+        self.implicit_tls = split.implicit_tls
+        self.host: str = split.host
+        self.port: int = split.port
+        self.username: str = split.username
+        self.password: str = split.password
+        self.mailbox = unquote(split.parts.path.lstrip("/")) or "INBOX"
         default_tls = "off" if self.implicit_tls or _is_loopback(self.host) else "required"
         starttls = query.get("starttls", default_tls)
         if starttls not in ("required", "off"):
