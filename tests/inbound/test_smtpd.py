@@ -64,6 +64,20 @@ def harness(settings: Settings, clock: FixedClock) -> Iterator[Harness]:
     h.db.dispose()
 
 
+def store(db: Database, clock: FixedClock, raw: bytes, rcpt_to: list[str] | None = None) -> int:
+    """Keep a message as the IMAP poller would (no VERP envelope), or with ``rcpt_to``."""
+    with db.write() as conn:
+        return store_inbound(
+            conn,
+            channel="smtp" if rcpt_to else "imap",
+            mail_from="",
+            rcpt_to=rcpt_to or ["bounces@corp.test"],
+            peer="test",
+            raw=raw,
+            now=clock.now(),
+        )
+
+
 def verp(token: str) -> str:
     return f"bounces+{token}@bounce.test"
 
@@ -187,17 +201,7 @@ def test_envid_message_id_and_header_attribution(settings: Settings, clock: Fixe
         ),
     ]
     for raw, delivery, how in cases:
-        with db.write() as conn:
-            inbound_id = store_inbound(
-                conn,
-                channel="imap",
-                mail_from="",
-                rcpt_to=["bounces@corp.test"],
-                peer="INBOX/1",
-                raw=raw,
-                now=clock.now(),
-            )
-        result = ingest(db, ring, inbound_id, now=clock.now())
+        result = ingest(db, ring, store(db, clock, raw), now=clock.now())
         assert result.state == "ingested"
         assert f"by {how}" in result.detail
         (view,) = client.status(delivery.delivery_id)
@@ -215,17 +219,7 @@ def test_forged_tokens_and_strangers_are_quarantined_not_dropped(
     ).deliveries[0]
     forged = d.token[:-6] + "zzzzzz"
     raw = postfix_dsn([Rcpt("stranger@other.test", "failed", "5.1.1")], envid=forged)
-    with db.write() as conn:
-        inbound_id = store_inbound(
-            conn,
-            channel="imap",
-            mail_from="",
-            rcpt_to=["bounces@corp.test"],
-            peer="INBOX/7",
-            raw=raw,
-            now=clock.now(),
-        )
-    result = ingest(db, settings.keyring(), inbound_id, now=clock.now())
+    result = ingest(db, settings.keyring(), store(db, clock, raw), now=clock.now())
     assert result.state == "quarantined"
     assert "did not verify" in result.detail
     (view,) = client.status(d.delivery_id)
@@ -245,16 +239,7 @@ def test_messages_stored_before_a_crash_are_read_at_the_next_start(
         topic="T", cls="c", to=["a@corp.test"], subject="s", text="t"
     ).deliveries[0]
     raw = postfix_dsn([Rcpt("a@corp.test", "delivered", "2.0.0")])
-    with db.write() as conn:
-        store_inbound(
-            conn,
-            channel="smtp",
-            mail_from="",
-            rcpt_to=[verp(d.token)],
-            peer="x",
-            raw=raw,
-            now=clock.now(),
-        )
+    store(db, clock, raw, rcpt_to=[verp(d.token)])
     handler = BounceHandler(db, settings.keyring(), {"bounce.test"}, clock=clock)
     server = InboundServer(handler, "127.0.0.1", 0)
     server.start()
