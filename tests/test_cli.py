@@ -13,6 +13,8 @@ import pytest
 
 from tests.relay import TestRelay
 
+pytestmark = pytest.mark.slow  # each test starts several `landed` processes
+
 
 def landed(
     cwd: Path, *args: str, stdin: str | None = None, env: dict[str, str] | None = None
@@ -136,3 +138,57 @@ def test_worker_without_relay_says_what_to_set(home: Path) -> None:
 def test_status_of_unknown_delivery(home: Path) -> None:
     done = landed(home, "status", "ZZZZ-ZZZZ")
     assert done.returncode == 1 and "no delivery" in done.stderr
+
+
+def test_reconcile_alerts_ledger_topic_and_suppression(home: Path) -> None:
+    with TestRelay() as relay:
+        relay.script(
+            at="rcpt",
+            rcpt="nosuchuser@corp.test",
+            reply="550 5.1.1 <nosuchuser@corp.test>: User unknown",
+        )
+        env = {"LANDED_RELAY_URL": relay.url()}
+        for topic in ("INC-1", "INC-2"):
+            done = landed(
+                home, "notify", "--topic", topic, "--class", "incident",
+                "--to", "alice@corp.test", "--to", "nosuchuser@corp.test",
+                "--subject", f"About {topic}", "--text-file", "-", stdin="x",
+            )  # fmt: skip
+            assert done.returncode == 0, done.stderr
+            assert landed(home, "worker", "--once", env=env).returncode == 0
+    assert landed(home, "reconcile", "--once").returncode == 0
+    alerts = [json.loads(x) for x in landed(home, "alerts", "--json").stdout.splitlines()]
+    assert [a["reason"] for a in alerts] == ["bounced", "bounced"]
+    assert alerts[0]["recipient"] == "nosuchuser@corp.test"
+    assert alerts[0]["timeline"][0]["kind"] == "opened"
+    ledger = [
+        json.loads(x)
+        for x in landed(home, "ledger", "nosuchuser@corp.test", "--json").stdout.splitlines()
+    ]
+    assert [(e["seq"], e["proven"], e["open_alerts"]) for e in ledger] == [
+        (1, False, 1),
+        (2, False, 1),
+    ]
+    table = landed(home, "ledger", "alice@corp.test").stdout
+    assert "2 notifications, 2 not proven, 0 gaps" in table, "submitted is not yet delivered"
+    matrix = [json.loads(x) for x in landed(home, "topic", "INC-1", "--json").stdout.splitlines()]
+    cells = {
+        row["recipient"]: row["notifications"][0]["outcome"] or row["notifications"][0]["level"]
+        for row in matrix
+    }
+    assert cells == {"alice@corp.test": "submitted", "nosuchuser@corp.test": "bounced"}
+    listed = [
+        json.loads(x) for x in landed(home, "suppression", "list", "--json").stdout.splitlines()
+    ]
+    assert [s["address"] for s in listed] == ["nosuchuser@corp.test"]
+    resolved = landed(home, "alerts", "resolve", str(alerts[0]["id"]), "--note", "address fixed")
+    assert resolved.returncode == 0, resolved.stderr
+    again = landed(home, "alerts", "resolve", str(alerts[0]["id"]), "--note", "twice")
+    assert again.returncode == 1 and "no open alert" in again.stderr
+    assert len(landed(home, "alerts", "--json").stdout.splitlines()) == 1
+    assert landed(home, "suppression", "remove", "nosuchuser@corp.test").returncode == 0
+    assert landed(home, "suppression", "list", "--json").stdout == ""
+    assert (
+        landed(home, "suppression", "add", "Bob <bob@corp.test>", "--note", "left").returncode == 0
+    )
+    assert "bob@corp.test" in landed(home, "suppression", "list").stdout

@@ -23,8 +23,9 @@ from landed.config import Settings, load_settings
 from landed.domain import Level
 from landed.errors import NotFoundError, TokenError
 from landed.store import Database
-from landed.store.ledger import NotifyResult, notify
+from landed.store.ledger import NotifyResult
 from landed.store.queries import DeliveryView, find_deliveries
+from landed.store.record import record_notification
 from landed.tokens import ID_LENGTH, normalize_ref
 
 
@@ -50,6 +51,7 @@ class Client:
         self._keyring = self.settings.keyring()
         self._sender = self.settings.require_from()
         self._id_domain = self.settings.id_domain()
+        self._policies = self.settings.policy_list()
 
     def notify(
         self,
@@ -98,9 +100,10 @@ class Client:
             idempotency_key=idempotency_key,
         )
         with self.db.write() as conn:
-            return notify(
+            return record_notification(
                 conn,
                 request,
+                policies=self._policies,
                 sender=self._sender,
                 keyring=self._keyring,
                 id_domain=self._id_domain,

@@ -12,11 +12,20 @@ import os
 import re
 import ssl
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import SplitResult, parse_qs, unquote, urlsplit
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -26,6 +35,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from landed.domain.enums import Level
+from landed.domain.policy import Action, Policy, Step, parse_duration
 from landed.errors import ConfigError
 from landed.tokens import Keyring
 
@@ -193,6 +204,67 @@ def parse_hostport(value: str) -> tuple[str, int]:
     return match["host"].strip("[]"), int(match["port"])
 
 
+class StepConfig(BaseModel):
+    """One escalation step in the config file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    after: str | float = "0s"
+    action: Action
+    to: str | None = None
+    url: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> StepConfig:
+        parse_duration(self.after)
+        if self.action is Action.NOTIFY and not self.to:
+            raise ValueError("a notify step needs `to`")
+        if self.action is Action.WEBHOOK and not self.url:
+            raise ValueError("a webhook step needs `url`")
+        if self.to is not None:
+            from landed.compose.headers import parse_mailbox
+
+            parse_mailbox(self.to, "to")
+        return self
+
+
+class PolicyConfig(BaseModel):
+    """One ``[[policies]]`` table."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    classes: list[str] = ["*"]
+    recipients: list[str] = ["*"]
+    required: Literal["submitted", "accepted", "delivered", "seen", "acknowledged"] = "accepted"
+    deadline: str | float = "30m"
+    steps: list[StepConfig] = []
+    request_reply: bool = False
+    request_mdn: bool = False
+    suppress: bool = True
+
+    @field_validator("deadline")
+    @classmethod
+    def _check_deadline(cls, value: str | float) -> str | float:
+        parse_duration(value)
+        return value
+
+    def to_policy(self) -> Policy:
+        return Policy(
+            name=self.name,
+            required=Level(self.required),
+            deadline=parse_duration(self.deadline),
+            classes=tuple(self.classes),
+            recipients=tuple(self.recipients),
+            steps=tuple(
+                Step(parse_duration(s.after), s.action, to=s.to, url=s.url) for s in self.steps
+            ),
+            request_reply=self.request_reply,
+            request_mdn=self.request_mdn,
+            suppress=self.suppress,
+        )
+
+
 class _TomlSource(TomlConfigSettingsSource):
     """The TOML file, with ``from`` renamed to the field's name ``from_``."""
 
@@ -233,6 +305,25 @@ class Settings(BaseSettings):
     sendgrid_webhook_key: str | None = None
     mailgun_webhook_key: str | None = None
     postmark_webhook_auth: str | None = None
+
+    #: Delivery policies, first match wins; see docs/policies.md. When none is
+    #: configured: internal_domains must reach ``delivered`` in 15 minutes,
+    #: everything else ``accepted`` in 30.
+    policies: list[PolicyConfig] = Field(default_factory=list)
+    #: Domains whose mailboxes we can expect success DSNs from (default: the From domain).
+    internal_domains: list[str] = Field(default_factory=list)
+    #: A second address per recipient, for the ``fallback`` escalation step.
+    fallbacks: dict[str, str] = Field(default_factory=dict)
+    #: How long a hard bounce or complaint keeps an address suppressed ("0" = forever).
+    suppress_for: str = "90d"
+
+    #: Alert sinks. A structured log line is always written; these add a
+    #: webhook (JSON, HMAC-SHA256 signed with alert_webhook_secret), an email
+    #: to an operations address, and a digest of open alerts every so often.
+    alert_webhook_url: str | None = None
+    alert_webhook_secret: str | None = None
+    alert_email_to: str | None = None
+    alert_digest_every: str | None = None
 
     #: Signing keys, ``{key_id: secret}``; in the environment ``id:secret,id:secret`` or JSON.
     signing_keys: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
@@ -302,6 +393,12 @@ class Settings(BaseSettings):
         if value:
             RelayURL(value)
         return value or None
+
+    @field_validator("suppress_for")
+    @classmethod
+    def _check_suppress_for(cls, value: str) -> str:
+        parse_duration(value)
+        return value
 
     @field_validator("imap_url")
     @classmethod
@@ -394,6 +491,29 @@ class Settings(BaseSettings):
                 f"cannot load the certificate: {exc}", setting="inbound_tls_cert"
             ) from None
         return context
+
+    def policy_list(self) -> tuple[Policy, ...]:
+        """The configured policies, or the documented defaults."""
+        if self.policies:
+            return tuple(p.to_policy() for p in self.policies)
+        domains = self.internal_domains
+        if not domains and self.from_:
+            from landed.compose.headers import parse_mailbox
+
+            domains = [parse_mailbox(self.from_, "from").domain]
+        internal = Policy(
+            name="internal",
+            required=Level.DELIVERED,
+            deadline=timedelta(minutes=15),
+            recipients=tuple(f"*@{d}" for d in domains),
+        )
+        external = Policy(name="external", required=Level.ACCEPTED, deadline=timedelta(minutes=30))
+        return (internal, external) if domains else (external,)
+
+    def suppression_period(self) -> timedelta | None:
+        """How long suppression lasts; None for ever."""
+        period = parse_duration(self.suppress_for)
+        return period or None
 
     def imap(self) -> ImapURL:
         """The parsed IMAP bounce mailbox URL; ``ConfigError`` when none is configured."""

@@ -10,6 +10,7 @@ and another worker sends again (same Message-ID, same bytes).
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import random
@@ -24,7 +25,6 @@ from landed.clock import Clock, SystemClock
 from landed.compose import (
     Envelope,
     OutgoingMessage,
-    Outstanding,
     compose,
     parse_mailbox,
     verp_sender,
@@ -34,7 +34,17 @@ from landed.domain import EvidenceSource, Level, Outcome
 from landed.errors import LandedError
 from landed.store import Database
 from landed.store.ledger import NewEvidence
-from landed.store.outbox import Claim, SendJob, Settlement, claim, load_jobs, release, renew, settle
+from landed.store.outbox import (
+    Claim,
+    OutstandingItem,
+    SendJob,
+    Settlement,
+    claim,
+    load_jobs,
+    release,
+    renew,
+    settle,
+)
 from landed.tokens import topic_root_id
 from landed.transport.base import Kind, SendResult, Transport
 
@@ -86,6 +96,8 @@ class Sender:
         self.lifetime = timedelta(seconds=settings.retry_lifetime_seconds)
         #: Called after each attempt with (delivery id, result); for tests and metrics.
         self.on_result: Callable[[str, SendResult], None] | None = None
+        #: Earlier deliveries listed as outstanding, by id (see ``load_jobs``).
+        self._listed: dict[str, OutstandingItem] = {}
 
     # --- loops ---------------------------------------------------------------------
 
@@ -125,8 +137,10 @@ class Sender:
         if not claims:
             return 0
         by_id = {c.delivery_id: c for c in claims}
+        if len(self._listed) > _LISTED_CACHE_SIZE:
+            self._listed.clear()
         with self.db.read() as conn:
-            jobs = load_jobs(conn, [c.delivery_id for c in claims])
+            jobs = load_jobs(conn, [c.delivery_id for c in claims], listed_cache=self._listed)
         pending: list[Settlement] = []
         attempts = 0
         renewed = time.monotonic()
@@ -199,16 +213,13 @@ class Sender:
             text=job.text,
             html=job.html,
             topic_key=job.topic_key,
-            topic_root=topic_root_id(job.topic_key, self.id_domain),
+            topic_root=_topic_root(job.topic_key, self.id_domain),
             delivery_id=job.delivery_id,
             token=job.token,
             message_id_domain=self.id_domain,
             seq=job.seq,
             date=job.created_at,
-            outstanding=tuple(
-                Outstanding(o.seq, o.topic_key, o.subject, o.delivery_id, o.created_at)
-                for o in job.outstanding
-            ),
+            outstanding=job.outstanding,
         )
         envelope = Envelope(
             mail_from=verp_sender(job.token, self.bounce_domain),
@@ -279,6 +290,13 @@ class Sender:
             error=detail,
             attempted_at=first,
         )
+
+
+#: How many listed deliveries a sender remembers before starting afresh.
+_LISTED_CACHE_SIZE = 50_000
+
+#: The same topic comes back in batch after batch; its root id is a hash.
+_topic_root = functools.lru_cache(maxsize=4096)(topic_root_id)
 
 
 def _class_status(code: int) -> str | None:

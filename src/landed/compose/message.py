@@ -20,6 +20,8 @@ from landed.tokens import human_ref
 #: Each email lists up to ten earlier deliveries by reference, and the same
 #: deliveries are listed again in the recipient's next emails: remember them.
 _ref = lru_cache(maxsize=8192)(human_ref)
+#: The deliveries of one notification share its time, and so their Date header.
+_date = lru_cache(maxsize=1024)(format_datetime)
 
 #: Our own header, so a returned message can be attributed even when the
 #: Message-ID was rewritten (Exchange, some ESPs) and the envelope was lost.
@@ -71,12 +73,17 @@ def subject_line(topic_key: str, subject: str) -> str:
 
 def _footer_lines(msg: OutgoingMessage) -> tuple[str, list[str]]:
     head = f"Ref {_ref(msg.delivery_id)} · #{msg.seq} for you · {msg.topic_key}"
-    rows = [
+    return head, [_outstanding_row(item) for item in msg.outstanding]
+
+
+@lru_cache(maxsize=8192)
+def _outstanding_row(item: Outstanding) -> str:
+    # An earlier notification is listed in the recipient's next several emails,
+    # always the same way (formatting its time is the slow part).
+    return (
         f"  #{item.seq}  {item.topic_key}  {item.subject}  "
         f"(Ref {_ref(item.delivery_id)}, {item.created_at:%Y-%m-%d %H:%M} UTC)"
-        for item in msg.outstanding
-    ]
-    return head, rows
+    )
 
 
 def text_body(msg: OutgoingMessage) -> str:
@@ -126,7 +133,7 @@ def compose(msg: OutgoingMessage) -> bytes:
         headers.append(encode_header("Reply-To", check_header_value(msg.reply_to, "reply_to")))
     headers += [
         encode_header("Subject", subject),
-        f"Date: {format_datetime(msg.date)}",
+        f"Date: {_date(msg.date)}",
         f"Message-ID: {msg.message_id}",
         f"In-Reply-To: {root}",
         f"References: {root}",

@@ -81,6 +81,11 @@ def read(mail: Mail) -> Detected | None:
         reporting_mta=fields.get("reporting-mta").partition(";")[2].strip(),
     )
     detected.extra["feedback_type"] = feedback_type
+    original_from = fields.get("original-mail-from")
+    if original_from:
+        # Our envelope sender as the reporter saw it: keep it with the returned
+        # header so its token (a VERP address) is found like a Return-Path.
+        detected.returned = f"Original-Mail-From: {original_from}\n{returned}"
     for key in ("user-agent", "source-ip", "arrival-date", "original-mail-from", "reported-domain"):
         if key in fields:
             detected.extra[key] = fields.get(key)

@@ -25,7 +25,8 @@ import re
 from landed.parse import receivers
 from landed.parse.draft import Draft
 from landed.parse.localagents import local_agent_reason
-from landed.parse.reasons import includes
+from landed.parse.reasons import PHRASES, words_of
+from landed.parse.receivers.microsoft import ndr_name_reason
 from landed.parse.report import RecipientReport, Token
 from landed.parse.statuscodes import (
     find_reply,
@@ -47,7 +48,6 @@ _VAGUE = frozenset(
      "hostunknown", "userunknown"}
 )  # fmt: skip
 _NOT_EXPLICIT = frozenset({"", "undefined", "onhold"})
-_SPACES = re.compile(r"\s+")
 _HTML = re.compile(r"<html>.*</html>", re.I | re.S)
 _BOUNDARY_TAIL = re.compile(r" -{2,}[^ \t].+\Z", re.S)
 _ACTIONS = {
@@ -67,7 +67,18 @@ _ACTIONS = {
 class Facts:
     """The inputs of the reason decision for one recipient."""
 
-    __slots__ = ("action", "command", "diagnostic", "preset", "reply", "spec", "status", "text")
+    __slots__ = (
+        "_said",
+        "_words",
+        "action",
+        "command",
+        "diagnostic",
+        "preset",
+        "reply",
+        "spec",
+        "status",
+        "text",
+    )
 
     def __init__(
         self,
@@ -88,6 +99,18 @@ class Facts:
         self.spec = spec
         self.action = action
         self.preset = preset
+        self._said: dict[str, bool] = {}
+        self._words: frozenset[str] | None = None
+
+    def says(self, reason: str) -> bool:
+        """Whether the diagnostic words ``reason`` (memoized: probes ask repeatedly)."""
+        said = self._said.get(reason)
+        if said is None:
+            if self._words is None:
+                self._words = words_of(self.text)
+            said = PHRASES[reason].match(self.text, self._words)
+            self._said[reason] = said
+        return said
 
 
 def _status_reason(facts: Facts) -> str:
@@ -98,7 +121,7 @@ def _status_reason(facts: Facts) -> str:
 
 
 def _mailboxfull(f: Facts) -> bool:
-    return _status_reason(f) == "mailboxfull" or includes("mailboxfull", f.text)
+    return _status_reason(f) == "mailboxfull" or f.says("mailboxfull")
 
 
 def _mesgtoobig(f: Facts) -> bool:
@@ -107,20 +130,20 @@ def _mesgtoobig(f: Facts) -> bool:
         return True
     if by_status == "exceedlimit" or f.status == "5.2.3":
         return False
-    return includes("mesgtoobig", f.text)
+    return f.says("mesgtoobig")
 
 
 def _exceedlimit(f: Facts) -> bool:
-    return _status_reason(f) == "exceedlimit" or includes("exceedlimit", f.text)
+    return _status_reason(f) == "exceedlimit" or f.says("exceedlimit")
 
 
 def _suspend(f: Facts) -> bool:
     # 525: "user account disabled" (RFC 5248)
-    return f.reply == "525" or includes("suspend", f.text)
+    return f.reply == "525" or f.says("suspend")
 
 
 def _hasmoved(f: Facts) -> bool:
-    return includes("hasmoved", f.text)
+    return f.says("hasmoved")
 
 
 def _norelaying(f: Facts) -> bool:
@@ -128,11 +151,11 @@ def _norelaying(f: Facts) -> bool:
         return False
     if f.command in ("CONN", "EHLO", "HELO"):
         return False
-    return includes("norelaying", f.text)
+    return f.says("norelaying")
 
 
 def _authfailure(f: Facts) -> bool:
-    return _status_reason(f) == "authfailure" or includes("authfailure", f.text)
+    return _status_reason(f) == "authfailure" or f.says("authfailure")
 
 
 # A 5.1.1 is trusted unless the text names one of these instead.
@@ -146,8 +169,8 @@ def _userunknown(f: Facts) -> bool:
     if by_status == "suspend":
         return False
     if by_status == "userunknown":
-        return not any(includes(rival, f.text) for rival in _USERUNKNOWN_RIVALS)
-    return f.command == "RCPT" and includes("userunknown", f.text)
+        return not any(f.says(rival) for rival in _USERUNKNOWN_RIVALS)
+    return f.command == "RCPT" and f.says("userunknown")
 
 
 def _filtered(f: Facts) -> bool:
@@ -157,25 +180,25 @@ def _filtered(f: Facts) -> bool:
     if by_status != "filtered" and f.command in _BEFORE_DATA:
         # Before DATA nothing of the content was seen: not a content filter.
         return False
-    return includes("filtered", f.text) or includes("userunknown", f.text)
+    return f.says("filtered") or f.says("userunknown")
 
 
 def _requireptr(f: Facts) -> bool:
-    return _status_reason(f) == "requireptr" or includes("requireptr", f.text)
+    return _status_reason(f) == "requireptr" or f.says("requireptr")
 
 
 def _notcompliantrfc(f: Facts) -> bool:
-    return includes("notcompliantrfc", f.text)
+    return f.says("notcompliantrfc")
 
 
 def _badreputation(f: Facts) -> bool:
-    return includes("badreputation", f.text)
+    return f.says("badreputation")
 
 
 def _contenterror(f: Facts) -> bool:
     if _spamdetected(f):
         return False
-    return _status_reason(f) == "contenterror" or includes("contenterror", f.text)
+    return _status_reason(f) == "contenterror" or f.says("contenterror")
 
 
 def _rejected(f: Facts) -> bool:
@@ -183,19 +206,19 @@ def _rejected(f: Facts) -> bool:
     if by_status == "rejected":
         return True
     if f.command == "MAIL":
-        return includes("rejected", f.text)
+        return f.says("rejected")
     if f.command == "DATA":
-        return by_status != "userunknown" and includes("rejected", f.text)
+        return by_status != "userunknown" and f.says("rejected")
     if by_status in _NOT_EXPLICIT or by_status in ("securityerror", "systemerror"):
-        return includes("rejected", f.text)
+        return f.says("rejected")
     return False
 
 
 def _hostunknown(f: Facts) -> bool:
     if _status_reason(f) == "hostunknown":
         # A DNS failure also gets 5.1.2 from some MTAs; that is a network error.
-        return not includes("networkerror", f.text)
-    return includes("hostunknown", f.text)
+        return not f.says("networkerror")
+    return f.says("hostunknown")
 
 
 def _spamdetected(f: Facts) -> bool:
@@ -205,19 +228,19 @@ def _spamdetected(f: Facts) -> bool:
         return True
     if f.command in _BEFORE_DATA:
         return False
-    return includes("spamdetected", f.text)
+    return f.says("spamdetected")
 
 
 def _speeding(f: Facts) -> bool:
-    return includes("speeding", f.text)
+    return f.says("speeding")
 
 
 def _toomanyconn(f: Facts) -> bool:
-    return _status_reason(f) == "toomanyconn" or includes("toomanyconn", f.text)
+    return _status_reason(f) == "toomanyconn" or f.says("toomanyconn")
 
 
 def _blocked(f: Facts) -> bool:
-    return _status_reason(f) == "blocked" or includes("blocked", f.text)
+    return _status_reason(f) == "blocked" or f.says("blocked")
 
 
 _FIRST_ROUND = (
@@ -271,7 +294,7 @@ def _second_round(f: Facts) -> str:
     by_status = _status_reason(f)
     if by_status in _VAGUE or f.spec != "SMTP":
         for reason in _SECOND_ROUND:
-            if includes(reason, f.text):
+            if f.says(reason):
                 return reason
         if by_status:
             return by_status
@@ -312,7 +335,7 @@ def decide(f: Facts) -> str:
         reason = "expired"
     if reason:
         return reason
-    if includes("vacation", f.text):
+    if f.says("vacation"):
         return "vacation"
     return "onhold" if f.text else "undefined"
 
@@ -328,7 +351,7 @@ def _clean_diagnostic(text: str, reply: str, status: str) -> str:
             text = f"{reply} {status} {text}"
     if "<html>" in text.lower():
         text = _HTML.sub(" ", text)
-    text = _SPACES.sub(" ", text).strip()
+    text = " ".join(text.split())
     return _BOUNDARY_TAIL.sub("", text)
 
 
@@ -385,6 +408,10 @@ def finish(
             preset=reason,
         )
         found = local_agent_reason(lowered, draft.command)
+        if found in _NOT_EXPLICIT and (
+            "RESOLVER." in diagnostic or "QUEUE." in diagnostic or "SMTPSEND." in diagnostic
+        ):
+            found = ndr_name_reason(diagnostic)
         if found in _NOT_EXPLICIT:
             found = receivers.reason(
                 facts, domain=domain, remote=draft.remote_mta, local=reporting_mta

@@ -15,6 +15,7 @@ import re
 
 from landed.parse.draft import Detected, Draft
 from landed.parse.fields import DsnFields, read_fields
+from landed.parse.localagents import local_agent_reason
 from landed.parse.mime import Mail
 from landed.parse.transcript import find_addresses, find_command
 
@@ -50,10 +51,15 @@ def human_text(mail: Mail) -> str:
 
 def dsn_fields(mail: Mail) -> DsnFields | None:
     """The delivery-status fields of ``mail``, or None if it has no DSN part."""
+    # Several detectors look at the fields of the same message: read them once.
+    # Callers only read the result.
+    if "dsn" in mail.memo:
+        cached = mail.memo["dsn"]
+        return cached if isinstance(cached, DsnFields) else None
     texts = [p.text for p in mail.parts if p.ctype in DSN_TYPES]
-    if not texts:
-        return None
-    return read_fields("\n\n".join(texts))
+    fields = read_fields("\n\n".join(texts)) if texts else None
+    mail.memo["dsn"] = fields
+    return fields
 
 
 _INLINE_STOP = re.compile(r"^content-type:\s*(?:message/rfc822|text/rfc822-headers)", re.I | re.M)
@@ -81,6 +87,25 @@ def inline_fields(mail: Mail) -> tuple[DsnFields, str] | None:
     return fields, text[: start.start()]
 
 
+# PowerMTA (Port25) files each failure under a bounce category, sent as
+# "X-PowerMTA-BounceCategory:" in its DSNs; its own classification of the remote
+# reply, made with the full SMTP session at hand (PowerMTA User Guide,
+# "bounce categories"). Categories too broad to name a reason ("other",
+# "bad-connection", "protocol-errors") are left to the text.
+_POWERMTA_CATEGORIES = {
+    "bad-domain": "hostunknown",
+    "bad-mailbox": "userunknown",
+    "inactive-mailbox": "suspend",
+    "message-expired": "expired",
+    "no-answer-from-host": "networkerror",
+    "policy-related": "policyviolation",
+    "quota-issues": "mailboxfull",
+    "routing-errors": "systemerror",
+    "spam-related": "spamdetected",
+    "virus-related": "virusdetected",
+}
+
+
 def read_report(mail: Mail, fields: DsnFields, dialect: str, human: str | None = None) -> Detected:
     """Drafts from DSN fields, the SMTP command taken from the human part."""
     if human is None:
@@ -93,6 +118,11 @@ def read_report(mail: Mail, fields: DsnFields, dialect: str, human: str | None =
     )
     for record in fields.records:
         recipient = record.final_recipient or record.original_recipient
+        if record.original_recipient and "." not in recipient.rpartition("@")[2]:
+            # "Final-recipient: rfc822;@smtp.example.net:kijitora@server" (Sun ONE /
+            # Oracle Messaging Server after LMTP): an internal name; the address
+            # the sender used is the Original-recipient.
+            recipient = record.original_recipient
         if not recipient and record.final_raw.startswith("@"):
             # "Final-Recipient: RFC822; @mx.example.org" (Sendmail, local part lost):
             # the address is in the explanation.
@@ -111,6 +141,7 @@ def read_report(mail: Mail, fields: DsnFields, dialect: str, human: str | None =
             remote_mta=record.remote_mta,
             reporting_mta=fields.reporting_mta,
             date=record.last_attempt,
+            reason=_POWERMTA_CATEGORIES.get(record.category, ""),
         )
         draft.command = find_command(record.diagnostic) or _command_near(human, recipient)
         detected.drafts.append(draft)
@@ -139,8 +170,8 @@ def _command_near(human: str, recipient: str) -> str:
 
 # Lines of the human part that are boilerplate, not an explanation.
 _BOILERPLATE = (
-    "Content-", "This is a MIME", "This is a multi", "This is an "
-    "auto", "This multi-part", "###", "***", "--",
+    "Content-", "This is a MIME", "This is a multi", "This is an auto",
+    "This multi-part", "###", "***", "--",
 )  # fmt: skip
 
 
@@ -176,17 +207,33 @@ def read(mail: Mail) -> Detected | None:
         human = "\n".join(p.text for p in mail.parts if p.ctype == "text/plain" and p.text)
         human = human_text(mail) if not human else _before_report(mail)
     detected = read_report(mail, fields, "rfc3464", human)
-    if len(detected.drafts) == 1:
-        leading = leading_text(human)
+    if len(detected.drafts) == 1 and human:
         draft = detected.drafts[0]
+        own = " ".join(draft.diagnosis.split())
+        # A remote reply in the DSN says it all, unless the explanation is a
+        # local delivery agent's own message (Dovecot's "Your message to <x>
+        # was automatically rejected: Not enough disk space" beside a 5.1.1).
+        merge = not _is_remote_reply(own) or bool(
+            local_agent_reason(" ".join(human.lower().split()), "")
+        )
+        leading = leading_text(human) if merge else ""
         if leading:
-            own = " ".join(draft.diagnosis.split())
             if own and own.lower() in leading.lower():
                 draft.diagnosis = leading
             else:
                 draft.diagnosis = f"{leading} {own}".strip()
             draft.command = find_command(own) or find_command(leading)
     return detected if detected.drafts else None
+
+
+_REMOTE_REPLY = re.compile(r"^[245]\d\d[ -]+(?:[245]\.\d{1,3}\.\d{1,3}[ ]+)?\S+ \S+ \S+")
+
+
+def _is_remote_reply(diagnostic: str) -> bool:
+    """Whether ``diagnostic`` is a whole remote reply ("550 5.1.1 No such user here")."""
+    return _REMOTE_REPLY.match(diagnostic) is not None and not diagnostic.startswith(
+        ("500 ", "400 ")
+    )
 
 
 def _before_report(mail: Mail) -> str:

@@ -24,7 +24,8 @@ _PER_MESSAGE = frozenset(
 )  # fmt: skip
 _PER_RECIPIENT = frozenset(
     {"action", "status", "remote-mta", "diagnostic-code", "last-attempt-date",
-     "will-retry-until", "final-log-id", "x-actual-recipient", "x-remote-mta"}
+     "will-retry-until", "final-log-id", "x-actual-recipient", "x-remote-mta",
+     "x-powermta-bouncecategory"}
 )  # fmt: skip
 
 
@@ -66,6 +67,8 @@ class DsnRecord:
     diagnostic_type: str = ""
     status_comment: str = ""
     last_attempt: str = ""
+    #: PowerMTA's own classification of the failure ("bad-mailbox", ...).
+    category: str = ""
 
 
 @dataclass(slots=True)
@@ -110,6 +113,7 @@ def read_fields(text: str) -> DsnFields:
     result = DsnFields()
     current: DsnRecord | None = None
     new_block = True
+    since_final = False  # a per-recipient field came after the Final-Recipient
     for name, value in _unfold(text):
         if name == "\n":
             new_block = True
@@ -122,22 +126,26 @@ def read_fields(text: str) -> DsnFields:
                 result.records.append(current)
             current.final_recipient = address_of(value)
             current.final_raw = value.partition(";")[2].strip() or value.strip()
-            new_block = False
+            new_block = since_final = False
         elif name == "original-recipient":
             # Sendmail writes Original- before Final-Recipient, Postfix after it.
             if (
                 current is None
                 or current.original_recipient
-                or (current.final_recipient and (new_block or current.action or current.status))
+                or (current.final_recipient and (new_block or since_final))
             ):
                 current = DsnRecord()
                 result.records.append(current)
             current.original_recipient = address_of(value)
             new_block = False
         elif name in _PER_RECIPIENT:
-            if current is None:
-                continue
+            if current is None or (new_block and current.final_raw and name in _OPENERS):
+                # Facebook's DSNs put Diagnostic-Code and Status before
+                # Final-Recipient in the block: keep them for it.
+                current = DsnRecord()
+                result.records.append(current)
             new_block = False
+            since_final = True
             if name == "action":
                 current.action = value.split()[0].lower() if value.split() else ""
             elif name == "status":
@@ -147,11 +155,15 @@ def read_fields(text: str) -> DsnFields:
                 if len(words) > 1:
                     current.status_comment = " ".join(words[1:]).strip("()")
             elif name in ("remote-mta", "x-remote-mta"):
-                current.remote_mta = _typed(value)[1].strip("[]")
+                # "dns; mx.example.jp [192.0.2.95]" (Courier): the host name.
+                host = _typed(value)[1].split()
+                current.remote_mta = host[0].strip("[]") if host else ""
             elif name == "diagnostic-code":
                 current.diagnostic_type, current.diagnostic = _typed(value)
             elif name == "x-actual-recipient":
                 current.actual_recipient = address_of(value)
+            elif name == "x-powermta-bouncecategory":
+                current.category = value.strip().lower()
             elif name == "last-attempt-date":
                 current.last_attempt = value
         elif name in _PER_MESSAGE:
@@ -162,4 +174,32 @@ def read_fields(text: str) -> DsnFields:
                 result.envid = value.strip().strip("<>")
             elif name == "arrival-date" and not result.arrival_date:
                 result.arrival_date = value
+    _settle_orphans(result.records)
     return result
+
+
+# Per-recipient fields that may open a recipient's block before its
+# Final-Recipient (Oracle Communications Messaging Server, Amazon SES inbound
+# write "Action:" first, Facebook "Diagnostic-Code:").
+_OPENERS = frozenset({"action", "status", "diagnostic-code"})
+
+
+def _settle_orphans(records: list[DsnRecord]) -> None:
+    """Drop blocks that never named a recipient; their fields go to the one before.
+
+    A block of per-recipient fields without Final-Recipient is the tail of the
+    previous recipient's block split by a stray empty line.
+    """
+    index = 0
+    while index < len(records):
+        record = records[index]
+        if record.final_raw or record.original_recipient:
+            index += 1
+            continue
+        if index > 0:
+            previous = records[index - 1]
+            for name in ("action", "status", "remote_mta", "diagnostic", "diagnostic_type",
+                         "status_comment", "last_attempt", "category"):  # fmt: skip
+                if not getattr(previous, name):
+                    setattr(previous, name, getattr(record, name))
+        del records[index]

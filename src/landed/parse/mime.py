@@ -26,14 +26,13 @@ __all__ = [
     "Mail",
     "Part",
     "decode_header_value",
+    "first_fields",
     "normalize_newlines",
     "parse_headers",
     "read_mail",
     "split_header_block",
 ]
 
-# A header line: a field name of printable ASCII other than ':' and space.
-_FIELD_NAME = re.compile(r"([!-9;-~]+)[ \t]*:")
 _ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?]*)\?=")
 _BETWEEN_WORDS = re.compile(r"(\?=)[ \t\n]+(=\?)")
 _PARAM = re.compile(r';\s*([A-Za-z0-9_\-*]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;\s]*)')
@@ -99,24 +98,29 @@ def parse_headers(block: str) -> Headers:
     """Parse a header block (LF line endings). Lines that are not fields are skipped."""
     items: list[tuple[str, str]] = []
     name = ""
-    value_lines: list[str] = []
+    value = ""
     for line in block.split("\n"):
         if not line:
             continue
-        if line[0] in " \t":
+        first = line[0]
+        if first == " " or first == "\t":
             if name:
-                value_lines.append(line.strip())
+                value = f"{value} {line.strip()}" if value else line.strip()
             continue
         if name:
-            items.append((name, " ".join(value_lines)))
+            items.append((name, value))
             name = ""
-        match = _FIELD_NAME.match(line)
-        if match is None:
+        colon = line.find(":")
+        if colon <= 0:
             continue
-        name = match.group(1).lower()
-        value_lines = [line[match.end() :].strip()]
+        field = line[:colon].rstrip()
+        # A field name is printable ASCII without spaces (RFC 5322 section 2.2).
+        if " " in field or "\t" in field or not field.isascii():
+            continue
+        name = field.lower()
+        value = line[colon + 1 :].strip()
     if name:
-        items.append((name, " ".join(value_lines)))
+        items.append((name, value))
     return Headers(items)
 
 
@@ -172,12 +176,32 @@ def content_type(value: str) -> tuple[str, dict[str, str]]:
     semi = value.find(";")
     mtype = (value if semi < 0 else value[:semi]).strip().lower()
     params: dict[str, str] = {}
-    if semi >= 0:
-        for key, raw in _PARAM.findall(value[semi:]):
-            if raw.startswith('"'):
-                raw = raw[1:-1].replace('\\"', '"')
-            params[key.lower()] = raw
+    if semi < 0:
+        return mtype, params
+    # Split at ";" (fast); a quoted value holding ";" needs the full grammar.
+    for piece in value[semi + 1 :].split(";"):
+        key, eq, raw = piece.partition("=")
+        key = key.strip()
+        raw = raw.strip()
+        if not eq or not key:
+            continue
+        if raw.startswith('"'):
+            if len(raw) < 2 or not raw.endswith('"'):
+                return mtype, _slow_params(value[semi:])
+            raw = raw[1:-1].replace('\\"', '"')
+        else:
+            raw = raw.split(None, 1)[0] if raw else raw
+        params[key.lower()] = raw
     return mtype, params
+
+
+def _slow_params(text: str) -> dict[str, str]:
+    params: dict[str, str] = {}
+    for key, raw in _PARAM.findall(text):
+        if raw.startswith('"'):
+            raw = raw[1:-1].replace('\\"', '"')
+        params[key.lower()] = raw
+    return params
 
 
 def decode_transfer(body: str, encoding: str) -> bytes:
@@ -214,8 +238,13 @@ class Part:
     """One leaf of a MIME tree. ``text`` is decoded for text parts, raw for message parts."""
 
     ctype: str
-    headers: Headers
+    #: The part's own header block, unparsed (see :meth:`headers`).
+    block: str
     text: str
+
+    def headers(self) -> Headers:
+        """The part's header fields (parsed on demand: detectors rarely need them)."""
+        return parse_headers(self.block)
 
 
 @dataclass(slots=True)
@@ -231,11 +260,17 @@ class Mail:
     #: The decoded body of a single-part message; for multipart, the text of all
     #: leaves joined, each after a ``Content-Type:`` line, as bounce scanners expect.
     body: str = ""
+    #: Results worked out once per message for the detectors that share them
+    #: (the decoded Subject, the delivery-status fields).
+    memo: dict[str, object] = field(default_factory=dict)
 
     @property
     def subject(self) -> str:
         """The decoded Subject."""
-        return self.headers.decoded("subject")
+        subject = self.memo.get("subject")
+        if subject is None:
+            subject = self.memo["subject"] = self.headers.decoded("subject")
+        return str(subject)
 
     def first_part(self, *ctypes: str) -> Part | None:
         """The first leaf of one of ``ctypes``."""
@@ -245,8 +280,7 @@ class Mail:
         return None
 
 
-def _part_text(ctype: str, params: dict[str, str], headers: Headers, body: str) -> str:
-    cte = headers.get("content-transfer-encoding")
+def _part_text(ctype: str, params: dict[str, str], cte: str, body: str) -> str:
     if ctype in _MESSAGE_TYPES or ctype.startswith("message/"):
         if cte.lower().strip() in ("base64", "quoted-printable"):
             return normalize_newlines(decode_transfer(body, cte).decode("latin-1"))
@@ -270,7 +304,14 @@ def _split_multipart(body: str, boundary: str) -> list[str]:
     while pos >= 0:
         after = pos + len(delimiter)
         if body.startswith("--", after):
-            break
+            # The close delimiter. Some mailboxes hold two reports with the same
+            # boundary back to back (a Postfix bounce and its "Postmaster Copy"):
+            # read on when the epilogue opens the boundary again.
+            again = body.find("\n" + delimiter + "\n", after)
+            if again < 0:
+                break
+            pos = again + 1
+            continue
         line_end = body.find("\n", after)
         if line_end < 0:
             break
@@ -284,9 +325,61 @@ def _split_multipart(body: str, boundary: str) -> list[str]:
     return chunks
 
 
-def _walk(block: str, body: str, parts: list[Part], depth: int, default: str) -> None:
-    headers = parse_headers(block)
-    raw_ctype = headers.get("content-type")
+def first_fields(block: str, names: tuple[str, ...]) -> dict[str, str]:
+    """The first value of each of ``names`` (lowercase) in a header block, unfolded.
+
+    Much cheaper than :func:`parse_headers` when only a few fields matter.
+    """
+    found: dict[str, str] = {}
+    current = ""
+    for line in block.split("\n"):
+        if not line:
+            continue
+        if line[0] == " " or line[0] == "\t":
+            if current:
+                found[current] = f"{found[current]} {line.strip()}"
+            continue
+        current = ""
+        colon = line.find(":")
+        if colon <= 0:
+            continue
+        name = line[:colon].rstrip().lower()
+        if name in names and name not in found:
+            found[name] = line[colon + 1 :].strip()
+            current = name
+    return found
+
+
+def _content_fields(block: str) -> tuple[str, str]:
+    """(Content-Type, Content-Transfer-Encoding) of a part's header block, quickly."""
+    ctype = cte = ""
+    in_ctype = False
+    for line in block.split("\n"):
+        if not line:
+            continue
+        if line[0] == " " or line[0] == "\t":
+            if in_ctype:
+                ctype = f"{ctype} {line.strip()}"
+            continue
+        in_ctype = False
+        head = line[:26].lower()
+        if head.startswith("content-type:"):
+            ctype = line[13:].strip()
+            in_ctype = True
+        elif head.startswith("content-transfer-encoding:"):
+            cte = line[26:].strip()
+    return ctype, cte
+
+
+def _walk(
+    block: str,
+    body: str,
+    parts: list[Part],
+    depth: int,
+    default: str,
+    fields: tuple[str, str] | None = None,
+) -> None:
+    raw_ctype, cte = fields if fields is not None else _content_fields(block)
     ctype, params = content_type(raw_ctype) if raw_ctype else (default, {})
     if ctype.startswith("multipart/") and depth < _MAX_DEPTH:
         boundary = params.get("boundary", "")
@@ -299,7 +392,7 @@ def _walk(block: str, body: str, parts: list[Part], depth: int, default: str) ->
             return
         # A multipart without usable boundaries: read it as one text part.
         ctype = "text/plain"
-    parts.append(Part(ctype, headers, _part_text(ctype, params, headers, body)))
+    parts.append(Part(ctype, block, _part_text(ctype, params, cte, body)))
 
 
 def _flatten(parts: list[Part]) -> str:
@@ -328,7 +421,9 @@ def read_mail(raw: bytes) -> Mail:
     raw_ctype = headers.get("content-type")
     ctype, params = content_type(raw_ctype) if raw_ctype else ("text/plain", {})
     parts: list[Part] = []
-    _walk(block, body, parts, 0, "text/plain")
+    _walk(
+        block, body, parts, 0, "text/plain", (raw_ctype, headers.get("content-transfer-encoding"))
+    )
     if ctype.startswith("multipart/") and (len(parts) > 1 or parts[0].ctype != "text/plain"):
         flat = _flatten(parts)
     else:

@@ -6,13 +6,13 @@ import re
 from collections.abc import Callable
 
 from landed.parse import arf, autoreply, dsn, mdn, nonstandard
-from landed.parse.attribution import find_tokens
+from landed.parse.attribution import DELIVERY_HEADERS, find_tokens
 from landed.parse.classify import finish
 from landed.parse.draft import Detected
 from landed.parse.mime import (
     Mail,
     decode_header_value,
-    parse_headers,
+    first_fields,
     read_mail,
     split_header_block,
 )
@@ -28,17 +28,19 @@ ORDER: tuple[tuple[str, Reader], ...] = (
     ("rfc8098", mdn.read),
     *nonstandard.EARLY,
     ("rfc3464", dsn.read),
-    *nonstandard.LATE,
+    # Auto-replies before the plain-text fallback: the fallback would read any
+    # message from a daemon address; an auto-reply has headers that say what it is.
     ("rfc3834", autoreply.read),
+    *nonstandard.LATE,
 )
 
 # A warning (still being retried) when the report gives no DSN Action.
+# Matched against the lowercased subject.
 _DELAY_SUBJECT = re.compile(
     r"delayed|delay(?:ed)? (?:mail|notification)|warning: could not send|not yet been delivered|"
-    r"delivery status notification \(delay\)",
-    re.I,
+    r"delivery status notification \(delay\)"
 )
-_FAILED_SUBJECT = re.compile(r"fail|undeliver|returned", re.I)
+_FAILED_SUBJECT = re.compile(r"fail|undeliver|returned")
 
 
 _FORWARDED = re.compile(r"^\s*(?:fwd?|tr|wg|rv|enc)\s*:", re.I)
@@ -93,10 +95,11 @@ def _kind(detected: Detected, records: tuple[RecipientReport, ...], subject: str
         return Kind.DELAY
     if actions <= {"delivered", "relayed", "expanded"} and actions:
         return Kind.DELIVERED
+    lowered = subject.lower()
     if (
         "delayed" not in actions
-        and _DELAY_SUBJECT.search(subject)
-        and not _FAILED_SUBJECT.search(subject)
+        and _DELAY_SUBJECT.search(lowered)
+        and not _FAILED_SUBJECT.search(lowered)
     ):
         return Kind.DELAY
     return Kind.BOUNCE
@@ -115,23 +118,22 @@ def _parse(raw: bytes, envelope_rcpt: str | None) -> Report:
     subject = mail.subject
     sender = decode_header_value(mail.headers.get("from"))
     detected = detect(mail)
-    bounce_headers = "".join(f"{name}: {value}\n" for name, value in mail.headers.items)
+    delivered_to = tuple(v for h in DELIVERY_HEADERS for v in mail.headers.get_all(h))
     if detected is None:
         tokens = find_tokens(
-            envelope_rcpt=envelope_rcpt,
-            envid="",
-            returned="",
-            bounce_headers=bounce_headers,
-            body="",
+            envelope_rcpt=envelope_rcpt, envid="", returned="", delivered_to=delivered_to
         )
         return Report(kind=Kind.NOT_BOUNCE, subject=subject, sender=sender, tokens=tokens)
 
-    returned_headers = parse_headers(split_header_block(detected.returned.lstrip("\n"))[0])
+    returned_headers = first_fields(
+        split_header_block(detected.returned.lstrip("\n"))[0],
+        ("message-id", "subject", "from", "to"),
+    )
     tokens = find_tokens(
         envelope_rcpt=envelope_rcpt,
         envid=detected.envid,
         returned=detected.returned,
-        bounce_headers=bounce_headers,
+        delivered_to=delivered_to,
         body=mail.body,
     )
     records = tuple(
@@ -146,10 +148,10 @@ def _parse(raw: bytes, envelope_rcpt: str | None) -> Report:
         reporting_mta=detected.reporting_mta,
         subject=subject,
         sender=sender,
-        original_message_id=returned_headers.get("message-id").strip(),
-        original_subject=returned_headers.decoded("subject"),
-        original_from=returned_headers.decoded("from"),
-        original_to=returned_headers.decoded("to"),
+        original_message_id=returned_headers.get("message-id", ""),
+        original_subject=decode_header_value(returned_headers.get("subject", "")),
+        original_from=decode_header_value(returned_headers.get("from", "")),
+        original_to=decode_header_value(returned_headers.get("to", "")),
         feedback_type=detected.extra.get("feedback_type", ""),
         disposition=detected.disposition,
         tokens=tokens,

@@ -17,23 +17,25 @@ __all__ = ["ADDRESS", "find_addresses", "find_command", "find_remote_host"]
 #: An email address inside text (angle brackets and quotes excluded).
 ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
 
-# Ordered by specificity: the first that matches wins.
-_COMMAND_PATTERNS: tuple[tuple[re.Pattern[str], str | None], ...] = (
+# Ordered by specificity: the first that matches wins. Each has a cheap
+# lowercase marker that must be in the text before the pattern is tried.
+_COMMAND_PATTERNS: tuple[tuple[str, re.Pattern[str], str | None], ...] = (
     # Postfix: "(in reply to RCPT TO command)", "(in reply to end of DATA command)"
     (
+        "in reply to",
         re.compile(
             r"in reply to (?:end of )?(MAIL FROM|RCPT TO|DATA|HELO|EHLO|STARTTLS|AUTH|QUIT)\b", re.I
         ),
         None,
     ),
     # Exim: "SMTP error from remote mail server after RCPT TO:<...>:"
-    (re.compile(r"after (?:end of data|data)\b", re.I), "DATA"),
-    (re.compile(r"after (MAIL FROM|RCPT TO|HELO|EHLO|STARTTLS|AUTH)\b", re.I), None),
-    (re.compile(r"after initial connection", re.I), "CONN"),
+    ("after ", re.compile(r"after (?:end of data|data)\b", re.I), "DATA"),
+    ("after ", re.compile(r"after (MAIL FROM|RCPT TO|HELO|EHLO|STARTTLS|AUTH)\b", re.I), None),
+    ("after initial", re.compile(r"after initial connection", re.I), "CONN"),
     # Sendmail / Courier transcript: ">>> RCPT To:<...>"
-    (re.compile(r"^>>> (MAIL|RCPT|DATA|HELO|EHLO|STARTTLS|QUIT)\b", re.I | re.M), "last"),
+    (">>> ", re.compile(r"^>>> (MAIL|RCPT|DATA|HELO|EHLO|STARTTLS|QUIT)\b", re.I | re.M), "last"),
     # qmail: "most progress was RCPT TO response"
-    (re.compile(r"(MAIL FROM|RCPT TO|DATA|HELO|EHLO) response", re.I), None),
+    (" response", re.compile(r"(MAIL FROM|RCPT TO|DATA|HELO|EHLO) response", re.I), None),
 )
 
 
@@ -68,7 +70,10 @@ def find_command(text: str) -> str:
     """The SMTP command a failure answered, or ``""``."""
     if not text:
         return ""
-    for pattern, fixed in _COMMAND_PATTERNS:
+    lowered = text.lower()
+    for marker, pattern, fixed in _COMMAND_PATTERNS:
+        if marker not in lowered:
+            continue
         if fixed == "last":
             found = pattern.findall(text)
             if found:
@@ -77,6 +82,11 @@ def find_command(text: str) -> str:
         match = pattern.search(text)
         if match is not None:
             return fixed if fixed is not None else _normalize(match.group(1))
+    if not any(
+        word in text
+        for word in ("HELO", "EHLO", "STARTTLS", "AUTH", "MAIL F", "RCPT", "DATA", "QUIT")
+    ):
+        return ""
     bare = {_normalize(m) for m in _BARE_COMMAND.findall(text)}
     if bare:
         return max(bare, key=_PROTOCOL_ORDER.__getitem__)

@@ -5,10 +5,20 @@ starts with ``BEGIN IMMEDIATE``: SQLite has one writer at a time, and taking
 the write lock at the start (rather than on the first write, as pysqlite's
 default deferred ``BEGIN`` does) means two writers queue instead of one of
 them failing with "database is locked" half-way through.
+
+While another process holds the write lock, ``BEGIN IMMEDIATE`` is retried
+every fraction of a millisecond (see ``_begin_immediate``) rather than left to
+SQLite's busy handler, whose sleeps grow to 100 ms: with a notifier and a
+sender both writing, that handler let one of them sleep for hundreds of
+milliseconds while the other took the lock again and again (measured with
+bench/send.py; docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
+import random
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,8 +35,13 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+
+#: How long a SQLite statement waits for a lock held by another process.
+BUSY_TIMEOUT_SECONDS = 30.0
+#: The longest pause between two tries of ``BEGIN IMMEDIATE``.
+_BEGIN_MAX_PAUSE = 0.0003
 #: The newest migration; bump it with each new migration (tests check it is Alembic's head).
-SCHEMA_REVISION = "0002"
+SCHEMA_REVISION = "0003"
 
 
 def _is_missing_table(exc: Exception) -> bool:
@@ -74,7 +89,7 @@ def _configure_sqlite(engine: Engine) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_SECONDS * 1000)}")
         cursor.execute("PRAGMA foreign_keys=ON")
         # FULL (the default) makes each commit survive power loss, not only a crash.
         cursor.execute("PRAGMA synchronous=FULL")
@@ -82,7 +97,44 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get("landed_write") else "BEGIN")
+        if conn.info.get("landed_write"):
+            _begin_immediate(conn)
+        else:
+            conn.exec_driver_sql("BEGIN")
+
+
+def _begin_immediate(conn: Connection) -> None:
+    """``BEGIN IMMEDIATE``: take SQLite's write lock, trying again while another process has it.
+
+    SQLite's own busy handler sleeps 1, 2, 5, 10 ... up to 100 ms between tries,
+    so a writer that keeps coming back (a notifier recording one notification
+    after another) can take the lock in the gaps while the other waits on. This
+    loop tries again after at most ``_BEGIN_MAX_PAUSE`` (with jitter, so that
+    several waiting processes do not try in step), and gives up, as the busy
+    handler would, after ``BUSY_TIMEOUT_SECONDS``: then the last try raises the
+    usual "database is locked" error.
+    """
+    raw = conn.connection.driver_connection
+    assert isinstance(raw, sqlite3.Connection)
+    cursor = raw.cursor()
+    try:
+        cursor.execute("PRAGMA busy_timeout=0")
+        deadline = time.monotonic() + BUSY_TIMEOUT_SECONDS
+        pause = 0.00005
+        while time.monotonic() < deadline:
+            try:
+                cursor.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:
+                    raise
+            time.sleep(pause * random.uniform(0.5, 1.5))
+            pause = min(pause * 2, _BEGIN_MAX_PAUSE)
+        # Out of time: fail through SQLAlchemy, with the error it has always raised.
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    finally:
+        cursor.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_SECONDS * 1000)}")
+        cursor.close()
 
 
 class Database:

@@ -14,18 +14,18 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import (
     BigInteger,
-    CompoundSelect,
     Connection,
+    Insert,
     Integer,
-    Select,
     String,
     Table,
+    TextClause,
     TextualSelect,
     bindparam,
+    literal,
     select,
     text,
     union_all,
@@ -56,8 +56,50 @@ _UPSERT_TOPIC = (
 # without rebuilding and re-hashing the expression on every call.
 _INSERT_NOTIFICATION = t.notification.insert()
 _INSERT_DELIVERY = t.delivery.insert()
-_INSERT_OUTSTANDING = t.outstanding.insert()
-_INSERT_OUTBOX = t.outbox.insert()
+_QUEUE_NOTIFICATION = t.outbox.insert().from_select(
+    ["delivery_id", "available_at", "attempts", "created_at"],
+    select(
+        t.delivery.c.id,
+        bindparam("now", type_=t.UTCDateTime()),
+        literal(0, Integer()),
+        bindparam("now", type_=t.UTCDateTime()),
+    )
+    .where(t.delivery.c.notification_id == bindparam("notification_id"))
+    .order_by(t.delivery.c.id),
+)
+_KNOWN_KEYS = select(t.evidence.c.dedupe_key).where(
+    t.evidence.c.dedupe_key.in_(bindparam("keys", expanding=True))
+)
+_FACTS = select(t.evidence.c.delivery_id, t.evidence.c.level, t.evidence.c.outcome).where(
+    t.evidence.c.delivery_id.in_(bindparam("ids", expanding=True))
+)
+_SET_VERDICT = (
+    update(t.delivery)
+    .where(t.delivery.c.id.in_(bindparam("ids", expanding=True)))
+    .values(
+        level=bindparam("level"),
+        outcome=bindparam("outcome"),
+        updated_at=bindparam("updated_at", type_=t.UTCDateTime()),
+        # New evidence makes the delivery due for the reconciler at once: it may
+        # now meet its policy, fail it, or resolve an open alert.
+        due_at=bindparam("updated_at", type_=t.UTCDateTime()),
+    )
+)
+
+
+@functools.cache
+def _insert_evidence_statement(columns: tuple[str, ...]) -> TextClause:
+    """``INSERT INTO evidence ... ON CONFLICT (dedupe_key) DO NOTHING`` for these columns.
+
+    Text, the same on SQLite and PostgreSQL, because SQLAlchemy recompiles its
+    ``on_conflict_do_nothing()`` constructs on every execution.
+    """
+    names = ", ".join(columns)
+    values = ", ".join(f":{name}" for name in columns)
+    return text(
+        f"INSERT INTO evidence ({names}) VALUES ({values}) "  # noqa: S608 - column names only
+        "ON CONFLICT (dedupe_key) DO NOTHING"
+    ).bindparams(*(bindparam(name, type_=t.evidence.c[name].type) for name in columns))
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,28 +203,13 @@ def notify(
     # A few statements per notification rather than two per recipient: each
     # statement costs far more in Python than in the database.
     counters = _next_seqs(conn, [mailbox.normalized() for mailbox in request.to], now)
-    earlier: dict[int, list[str]] = {}
-    if outstanding_limit:
-        earlier = _earlier_pending(
-            conn,
-            [recipient_id for recipient_id, _ in counters.values()],
-            pending=pending,
-            since=since,
-            limit=outstanding_limit,
-        )
     created: list[CreatedDelivery] = []
     delivery_rows: list[dict[str, object]] = []
-    outstanding_rows: list[dict[str, object]] = []
-    outbox_rows: list[dict[str, object]] = []
     for mailbox in request.to:
         recipient_id, seq = counters[mailbox.normalized()]
         delivery_id = new_id()
         token = keyring.sign(delivery_id)
         ref = human_ref(delivery_id)
-        outstanding_rows += [
-            {"delivery_id": delivery_id, "listed_delivery_id": e}
-            for e in earlier.get(recipient_id, ())
-        ]
         delivery_rows.append(
             {
                 "id": delivery_id,
@@ -199,14 +226,19 @@ def notify(
                 "updated_at": now,
             }
         )
-        outbox_rows.append(
-            {"delivery_id": delivery_id, "available_at": now, "attempts": 0, "created_at": now}
-        )
         created.append(CreatedDelivery(delivery_id, token, mailbox.normalized(), seq, ref))
     conn.execute(_INSERT_DELIVERY, delivery_rows)
-    if outstanding_rows:
-        conn.execute(_INSERT_OUTSTANDING, outstanding_rows)
-    conn.execute(_INSERT_OUTBOX, outbox_rows)
+    if outstanding_limit:
+        _list_outstanding(
+            conn,
+            [(d.delivery_id, *counters[d.recipient]) for d in created],
+            pending=pending,
+            since=since,
+            limit=outstanding_limit,
+        )
+    # The outbox rows are made from the delivery rows inside the database, in id
+    # order (the order they were created in), rather than sent over a second time.
+    conn.execute(_QUEUE_NOTIFICATION, {"notification_id": notification_id, "now": now})
     return NotifyResult(notification_id, tuple(created), True)
 
 
@@ -257,48 +289,55 @@ def _next_seq_statement(count: int) -> TextualSelect:
     )
 
 
-def _earlier_pending(
+def _list_outstanding(
     conn: Connection,
-    recipient_ids: Sequence[int],
+    new: Sequence[tuple[str, int, int]],
     *,
     pending: Sequence[str],
     since: datetime,
     limit: int,
-) -> dict[int, list[str]]:
-    """Each recipient's ``limit`` most recent deliveries still pending, newest first.
+) -> None:
+    """Record which earlier deliveries each new delivery's email lists as outstanding.
 
-    One statement per batch of recipients, each part of it using the
-    ``(recipient_id, seq)`` index for one recipient, however long that
-    recipient's history is.
+    ``new`` holds (delivery id, recipient id, its sequence number): each
+    recipient's ``limit`` most recent earlier deliveries still below the
+    outstanding level are listed. One ``INSERT ... SELECT`` per batch of
+    recipients, each part of it using the ``(recipient_id, seq)`` index for one
+    recipient, however long that recipient's history is; the ids never travel
+    to Python and back.
     """
-    found: dict[int, list[str]] = {}
-    for start in range(0, len(recipient_ids), _BATCH):
-        chunk = recipient_ids[start : start + _BATCH]
-        params: dict[str, object] = {f"r{i}": rid for i, rid in enumerate(chunk)}
-        params.update(pending=list(pending), since=since, limit=limit)
-        rows = conn.execute(_earlier_pending_statement(len(chunk)), params).all()
-        for row in sorted(rows, key=lambda r: (r.recipient_id, -r.seq)):
-            found.setdefault(row.recipient_id, []).append(row.id)
-    return found
+    for start in range(0, len(new), _BATCH):
+        chunk = new[start : start + _BATCH]
+        params: dict[str, object] = {"since": since, "limit": limit}
+        params.update({f"p{i}": level for i, level in enumerate(pending)})
+        for i, (delivery_id, recipient_id, seq) in enumerate(chunk):
+            params.update({f"d{i}": delivery_id, f"r{i}": recipient_id, f"s{i}": seq})
+        conn.execute(_list_outstanding_statement(len(chunk), len(pending)), params)
 
 
 @functools.cache
-def _earlier_pending_statement(count: int) -> Select[Any] | CompoundSelect[Any]:
+def _list_outstanding_statement(count: int, levels: int) -> Insert:
+    # The pending levels are separate parameters, not an "expanding" IN list,
+    # which SQLAlchemy would render anew into the SQL text on every execution.
+    pending = [bindparam(f"p{i}", type_=String()) for i in range(levels)]
     parts = []
     for i in range(count):
-        part = (
-            select(t.delivery.c.recipient_id, t.delivery.c.id, t.delivery.c.seq)
+        earlier = (
+            select(t.delivery.c.id)
             .where(
                 t.delivery.c.recipient_id == bindparam(f"r{i}"),
-                t.delivery.c.level.in_(bindparam("pending", expanding=True)),
+                # Earlier than the new delivery, which is already in the table.
+                t.delivery.c.seq < bindparam(f"s{i}", type_=Integer()),
+                t.delivery.c.level.in_(pending),
                 t.delivery.c.created_at >= bindparam("since", type_=t.UTCDateTime()),
             )
             .order_by(t.delivery.c.seq.desc())
             .limit(bindparam("limit", type_=Integer()))
             .subquery(f"e{i}")
         )
-        parts.append(select(part.c.recipient_id, part.c.id, part.c.seq))
-    return parts[0] if count == 1 else union_all(*parts)
+        parts.append(select(bindparam(f"d{i}", type_=String()), earlier.c.id))
+    rows = parts[0] if count == 1 else union_all(*parts)
+    return t.outstanding.insert().from_select(["delivery_id", "listed_delivery_id"], rows)
 
 
 def _by_idempotency_key(conn: Connection, key: str) -> NotifyResult | None:
@@ -326,6 +365,7 @@ def append_evidence(conn: Connection, items: Sequence[NewEvidence], *, now: date
     """
     if not items:
         return 0
+    keys = [item.key() for item in items]
     rows = [
         {
             "delivery_id": item.delivery_id,
@@ -340,24 +380,18 @@ def append_evidence(conn: Connection, items: Sequence[NewEvidence], *, now: date
             "parser": item.parser,
             "observed_at": item.observed_at,
             "recorded_at": now,
-            "dedupe_key": item.key(),
+            "dedupe_key": key,
             "raw": item.raw,
         }
-        for item in items
+        for item, key in zip(items, keys, strict=True)
     ]
-    keys = [item.key() for item in items]
     known: set[str] = set()
     for chunk in _chunks(keys, 500):
-        known.update(
-            conn.execute(
-                select(t.evidence.c.dedupe_key).where(t.evidence.c.dedupe_key.in_(chunk))
-            ).scalars()
-        )
+        known.update(conn.execute(_KNOWN_KEYS, {"keys": chunk}).scalars())
     fresh = {row["dedupe_key"]: row for row in rows if row["dedupe_key"] not in known}
     if fresh:
         # ON CONFLICT still guards against a concurrent writer of the same event.
-        ins = dialect_insert(conn, t.evidence).on_conflict_do_nothing(index_elements=["dedupe_key"])
-        conn.execute(ins, list(fresh.values()))
+        conn.execute(_insert_evidence_statement(tuple(rows[0])), list(fresh.values()))
     refold(conn, {item.delivery_id for item in items if item.delivery_id}, now=now)
     return len(fresh)
 
@@ -369,38 +403,23 @@ def refold(conn: Connection, delivery_ids: Iterable[str], *, now: datetime) -> N
         return
     facts: dict[str, list[Fact]] = defaultdict(list)
     for chunk in _chunks(ids, 500):
-        for row in conn.execute(
-            select(t.evidence.c.delivery_id, t.evidence.c.level, t.evidence.c.outcome).where(
-                t.evidence.c.delivery_id.in_(chunk)
+        for delivery_id, level, outcome in conn.execute(_FACTS, {"ids": chunk}):
+            facts[delivery_id].append(
+                Fact(Level(level) if level else None, Outcome(outcome) if outcome else None)
             )
-        ):
-            facts[row.delivery_id].append(
-                Fact(
-                    Level(row.level) if row.level else None,
-                    Outcome(row.outcome) if row.outcome else None,
-                )
-            )
-    updates = []
+    # One UPDATE per distinct verdict (a batch of sends usually has one or two)
+    # rather than one per delivery.
+    by_verdict: dict[tuple[str, str | None], list[str]] = defaultdict(list)
     for delivery_id in ids:
         verdict = fold(facts.get(delivery_id, ()))
-        updates.append(
-            {
-                "b_id": delivery_id,
-                "level": verdict.level.value,
-                "outcome": verdict.outcome.value if verdict.outcome else None,
-                "updated_at": now,
-            }
-        )
-    conn.execute(
-        update(t.delivery)
-        .where(t.delivery.c.id == bindparam("b_id"))
-        .values(
-            level=bindparam("level"),
-            outcome=bindparam("outcome"),
-            updated_at=bindparam("updated_at"),
-        ),
-        updates,
-    )
+        outcome = verdict.outcome.value if verdict.outcome else None
+        by_verdict[(verdict.level.value, outcome)].append(delivery_id)
+    for (level, outcome), same in by_verdict.items():
+        for chunk in _chunks(same, 500):
+            conn.execute(
+                _SET_VERDICT,
+                {"ids": chunk, "level": level, "outcome": outcome, "updated_at": now},
+            )
 
 
 def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:

@@ -13,14 +13,17 @@ has a single writer; its claim runs inside ``BEGIN IMMEDIATE`` (see
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, delete, func, select, update
+from sqlalchemy import Connection, Integer, Row, bindparam, delete, func, select, update
+from sqlalchemy.sql.dml import ReturningUpdate
 
+from landed.compose.message import Outstanding
 from landed.store import tables as t
 from landed.store.ledger import NewEvidence, _chunks, append_evidence
 
@@ -35,13 +38,9 @@ class Claim:
     created_at: datetime
 
 
-@dataclass(frozen=True, slots=True)
-class OutstandingItem:
-    seq: int
-    topic_key: str
-    subject: str
-    delivery_id: str
-    created_at: datetime
+#: An earlier delivery listed in an email as still unconfirmed: the very type the
+#: composer takes, so a job's list goes into the email as it is.
+OutstandingItem = Outstanding
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,28 +77,39 @@ class Settlement:
     attempted_at: datetime | None = None
 
 
-def claim(
-    conn: Connection, *, owner: str, now: datetime, lease: timedelta, limit: int
-) -> list[Claim]:
-    """Take up to ``limit`` due rows for ``lease``."""
+@functools.cache
+def _claim_statement(postgresql: bool) -> ReturningUpdate[Any]:
     due = (
         select(t.outbox.c.delivery_id)
-        .where(t.outbox.c.available_at <= now)
+        .where(t.outbox.c.available_at <= bindparam("now", type_=t.UTCDateTime()))
         .order_by(t.outbox.c.available_at)
-        .limit(limit)
+        .limit(bindparam("limit", type_=Integer()))
     )
-    if conn.dialect.name == "postgresql":
+    if postgresql:
         due = due.with_for_update(skip_locked=True)
-    rows = conn.execute(
+    return (
         update(t.outbox)
         .where(t.outbox.c.delivery_id.in_(due.scalar_subquery()))
-        .values(available_at=now + lease, lease_owner=owner)
+        .values(
+            available_at=bindparam("until", type_=t.UTCDateTime()),
+            lease_owner=bindparam("owner"),
+        )
         .returning(
             t.outbox.c.delivery_id,
             t.outbox.c.attempts,
             t.outbox.c.first_attempt_at,
             t.outbox.c.created_at,
         )
+    )
+
+
+def claim(
+    conn: Connection, *, owner: str, now: datetime, lease: timedelta, limit: int
+) -> list[Claim]:
+    """Take up to ``limit`` due rows for ``lease``."""
+    rows = conn.execute(
+        _claim_statement(conn.dialect.name == "postgresql"),
+        {"now": now, "until": now + lease, "owner": owner, "limit": limit},
     ).all()
     claims = [Claim(r.delivery_id, r.attempts, r.first_attempt_at, r.created_at) for r in rows]
     claims.sort(key=lambda c: c.delivery_id)
@@ -128,78 +138,107 @@ def release(conn: Connection, *, owner: str, delivery_ids: Sequence[str], now: d
         )
 
 
-def load_jobs(conn: Connection, delivery_ids: Sequence[str]) -> list[SendJob]:
-    """The stored data of each delivery, in the order given."""
+_JOBS = (
+    select(
+        t.delivery.c.id,
+        t.delivery.c.token,
+        t.delivery.c.seq,
+        t.delivery.c.to_header,
+        t.recipient.c.address,
+        t.topic.c.key,
+        t.notification.c.cls,
+        t.notification.c.sender,
+        t.notification.c.subject,
+        t.notification.c.text,
+        t.notification.c.html,
+        t.notification.c.created_at,
+    )
+    .join(t.notification, t.notification.c.id == t.delivery.c.notification_id)
+    .join(t.topic, t.topic.c.id == t.notification.c.topic_id)
+    .join(t.recipient, t.recipient.c.id == t.delivery.c.recipient_id)
+    .where(t.delivery.c.id.in_(bindparam("ids", expanding=True)))
+)
+#: Which earlier deliveries each delivery's email lists.
+_LISTED = select(t.outstanding.c.delivery_id, t.outstanding.c.listed_delivery_id).where(
+    t.outstanding.c.delivery_id.in_(bindparam("ids", expanding=True))
+)
+_earlier_n = t.notification.alias("earlier_n")
+_earlier_t = t.topic.alias("earlier_t")
+#: What a listed delivery is shown with: it never changes once recorded.
+_LISTED_DETAILS = (
+    select(
+        t.delivery.c.id,
+        t.delivery.c.seq,
+        _earlier_t.c.key,
+        _earlier_n.c.subject,
+        _earlier_n.c.created_at,
+    )
+    .join(_earlier_n, _earlier_n.c.id == t.delivery.c.notification_id)
+    .join(_earlier_t, _earlier_t.c.id == _earlier_n.c.topic_id)
+    .where(t.delivery.c.id.in_(bindparam("ids", expanding=True)))
+)
+
+
+def load_jobs(
+    conn: Connection,
+    delivery_ids: Sequence[str],
+    *,
+    listed_cache: MutableMapping[str, OutstandingItem] | None = None,
+) -> list[SendJob]:
+    """The stored data of each delivery, in the order given.
+
+    ``listed_cache`` keeps the earlier deliveries that emails list as
+    outstanding between calls (a worker lists the same ones again and again:
+    each stays in its recipient's next ten emails). What is cached never
+    changes once recorded: a delivery's sequence number, its notification's
+    topic, subject and time. The caller bounds its size.
+    """
     if not delivery_ids:
         return []
+    cache: MutableMapping[str, OutstandingItem] = {} if listed_cache is None else listed_cache
     rows: dict[str, Row[Any]] = {}
-    listed: dict[str, list[OutstandingItem]] = defaultdict(list)
+    listed: dict[str, list[str]] = defaultdict(list)
     for chunk in _chunks(list(delivery_ids), 500):
-        query = (
-            select(
-                t.delivery.c.id,
-                t.delivery.c.token,
-                t.delivery.c.seq,
-                t.delivery.c.to_header,
-                t.recipient.c.address,
-                t.topic.c.key,
-                t.notification.c.cls,
-                t.notification.c.sender,
-                t.notification.c.subject,
-                t.notification.c.text,
-                t.notification.c.html,
-                t.notification.c.created_at,
-            )
-            .join(t.notification, t.notification.c.id == t.delivery.c.notification_id)
-            .join(t.topic, t.topic.c.id == t.notification.c.topic_id)
-            .join(t.recipient, t.recipient.c.id == t.delivery.c.recipient_id)
-            .where(t.delivery.c.id.in_(chunk))
-        )
-        rows.update({row.id: row for row in conn.execute(query)})
-        earlier = t.delivery.alias("earlier")
-        earlier_n = t.notification.alias("earlier_n")
-        earlier_t = t.topic.alias("earlier_t")
-        for row in conn.execute(
-            select(
-                t.outstanding.c.delivery_id,
-                earlier.c.id,
-                earlier.c.seq,
-                earlier_t.c.key,
-                earlier_n.c.subject,
-                earlier_n.c.created_at,
-            )
-            .join(earlier, earlier.c.id == t.outstanding.c.listed_delivery_id)
-            .join(earlier_n, earlier_n.c.id == earlier.c.notification_id)
-            .join(earlier_t, earlier_t.c.id == earlier_n.c.topic_id)
-            .where(t.outstanding.c.delivery_id.in_(chunk))
+        rows.update({row[0]: row for row in conn.execute(_JOBS, {"ids": chunk})})
+        for delivery_id, listed_id in conn.execute(_LISTED, {"ids": chunk}):
+            listed[delivery_id].append(listed_id)
+    missing = sorted({i for ids in listed.values() for i in ids if i not in cache})
+    for chunk in _chunks(missing, 500):
+        for listed_id, seq, key, subject, created_at in conn.execute(
+            _LISTED_DETAILS, {"ids": chunk}
         ):
-            listed[row.delivery_id].append(
-                OutstandingItem(row.seq, row.key, row.subject, row.id, row.created_at)
-            )
+            cache[listed_id] = OutstandingItem(seq, key, subject, listed_id, created_at)
     jobs = []
     for delivery_id in delivery_ids:
         found = rows.get(delivery_id)
         if found is None:
             continue
-        row = found
+        (_, token, seq, to_header, address, key, cls, sender, subject, text, html, created) = found
+        items = [cache[i] for i in listed.get(delivery_id, ()) if i in cache]
         jobs.append(
             SendJob(
-                delivery_id=row.id,
-                token=row.token,
-                seq=row.seq,
-                to_header=row.to_header,
-                recipient=row.address,
-                topic_key=row.key,
-                cls=row.cls,
-                sender=row.sender,
-                subject=row.subject,
-                text=row.text,
-                html=row.html,
-                created_at=row.created_at,
-                outstanding=tuple(sorted(listed[delivery_id], key=lambda o: o.seq)),
+                delivery_id=delivery_id,
+                token=token,
+                seq=seq,
+                to_header=to_header,
+                recipient=address,
+                topic_key=key,
+                cls=cls,
+                sender=sender,
+                subject=subject,
+                text=text,
+                html=html,
+                created_at=created,
+                outstanding=tuple(sorted(items, key=lambda o: o.seq)),
             )
         )
     return jobs
+
+
+_DELETE_HELD = delete(t.outbox).where(
+    t.outbox.c.delivery_id.in_(bindparam("ids", expanding=True)),
+    t.outbox.c.lease_owner == bindparam("owner"),
+)
 
 
 def settle(
@@ -216,11 +255,7 @@ def settle(
     append_evidence(conn, [e for s in settlements for e in s.evidence], now=now)
     done = [s.delivery_id for s in settlements if s.retry_at is None]
     for chunk in _chunks(done, 500):
-        conn.execute(
-            delete(t.outbox).where(
-                t.outbox.c.delivery_id.in_(chunk), t.outbox.c.lease_owner == owner
-            )
-        )
+        conn.execute(_DELETE_HELD, {"ids": chunk, "owner": owner})
     retries = [
         {
             "b_id": s.delivery_id,

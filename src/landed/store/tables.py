@@ -14,6 +14,7 @@ from typing import Any, cast
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     DateTime,
     Dialect,
     ForeignKey,
@@ -25,7 +26,6 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
-    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -112,9 +112,11 @@ class Delivery(Base):
     """One email to one recipient for one notification: the unit that is tracked."""
 
     __tablename__ = "delivery"
+    # Not unique: an escalation "resend" is a second delivery of the same
+    # notification to the same recipient, with the same "#N for you".
     __table_args__ = (
-        UniqueConstraint("notification_id", "recipient_id"),
-        UniqueConstraint("recipient_id", "seq"),
+        Index("ix_delivery_notification_id_recipient_id", "notification_id", "recipient_id"),
+        Index("ix_delivery_recipient_id_seq", "recipient_id", "seq"),
     )
     id: Mapped[str] = mapped_column(String(26), primary_key=True)
     notification_id: Mapped[str] = mapped_column(ForeignKey("notification.id"))
@@ -132,6 +134,79 @@ class Delivery(Base):
     outcome: Mapped[str | None] = mapped_column(String(16), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    #: The policy chosen at notify time, the level it requires, and by when.
+    policy: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    required: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    deadline_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    #: When the reconciler must look at this delivery next; NULL when nothing is
+    #: pending. Indexed: a tick reads only what is due, never the whole ledger.
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True, index=True)
+    #: The delivery this one re-sends (escalation step "resend" or "fallback").
+    resend_of: Mapped[str | None] = mapped_column(
+        ForeignKey("delivery.id"), nullable=True, index=True
+    )
+
+
+class Alert(Base):
+    """A delivery that failed or missed its policy, open until resolved."""
+
+    __tablename__ = "alert"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[str] = mapped_column(ForeignKey("delivery.id"), index=True)
+    #: bounced, complained, suppressed, rejected, or expired (deadline missed).
+    reason: Mapped[str] = mapped_column(String(32))
+    #: open or resolved.
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    detail: Mapped[str | None] = mapped_column(Text, nullable=True)
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    #: "evidence" (late proof arrived) or "person".
+    resolved_by: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: How many escalation steps have run.
+    steps_done: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class AlertEvent(Base):
+    """The alert's timeline: opened, each escalation step and its result, resolved."""
+
+    __tablename__ = "alert_event"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alert.id"), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    kind: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[str] = mapped_column(Text)
+
+
+class Suppression(Base):
+    """An address not to send to (hard bounce, complaint, or by hand)."""
+
+    __tablename__ = "suppression"
+    address: Mapped[str] = mapped_column(String(320), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(32))
+    delivery_id: Mapped[str | None] = mapped_column(ForeignKey("delivery.id"), nullable=True)
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    #: NULL: until removed by hand.
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class Dispatch(Base):
+    """An alert notice waiting for its sink (webhook, email): an outbox, so a sink
+    that is down loses nothing. Removed once delivered."""
+
+    __tablename__ = "dispatch"
+    __table_args__ = (Index("ix_dispatch_available_at", "available_at"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alert.id"), index=True)
+    sink: Mapped[str] = mapped_column(String(32))
+    #: The receiver deduplicates on this.
+    idempotency_key: Mapped[str] = mapped_column(String(64), unique=True)
+    payload: Mapped[str] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    available_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class Outstanding(Base):
@@ -161,6 +236,9 @@ class Evidence(Base):
     route: Mapped[str | None] = mapped_column(String(64), nullable=True)
     #: How it was tied to the delivery: verp, envid, message-id, header, heuristic.
     attribution: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    #: The parser's reason (``userunknown``, ``mailboxfull``...) and hard/soft verdict.
+    reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    hard: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     #: The parser that read it (``landed.parse.PARSER_VERSION``), so it can be re-read later.
     parser: Mapped[str | None] = mapped_column(String(32), nullable=True)
     #: The received message it was read from, if any.
@@ -241,4 +319,8 @@ evidence = cast(Table, Evidence.__table__)
 outbox = cast(Table, Outbox.__table__)
 inbound = cast(Table, Inbound.__table__)
 imap_checkpoint = cast(Table, ImapCheckpoint.__table__)
+alert = cast(Table, Alert.__table__)
+alert_event = cast(Table, AlertEvent.__table__)
+suppression = cast(Table, Suppression.__table__)
+dispatch = cast(Table, Dispatch.__table__)
 metadata = Base.metadata

@@ -9,7 +9,6 @@ from landed.parse.fields import address_of
 __all__ = ["angle_address", "cut", "lines_between", "squeeze"]
 
 _ANGLE = re.compile(r"<([^<>\s]+@[^<>\s]+)>")
-_SPACES = re.compile(r"\s+")
 
 
 def cut(text: str, markers: tuple[str, ...]) -> tuple[str, str]:
@@ -62,4 +61,4 @@ def angle_address(text: str) -> str:
 
 def squeeze(text: str) -> str:
     """Whitespace runs become one space; ends trimmed."""
-    return _SPACES.sub(" ", text).strip()
+    return " ".join(text.split())

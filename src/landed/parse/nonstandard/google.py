@@ -174,6 +174,10 @@ def _legacy(mail: Mail) -> Detected | None:
         return None
     drafts: list[Draft] = []
     pieces: list[list[str]] = []
+    # "Delivery to the following recipient has been delayed:" / "failed
+    # permanently:" opens the letter and is about every address under it.
+    opening = explanation[start : explanation.find("\n", start)]
+    delayed = "has been delayed" in opening
     for line in explanation[start:].split("\n"):
         if not line:
             continue
@@ -192,8 +196,11 @@ def _legacy(mail: Mail) -> Detected | None:
         state = _STATE.search(text)
         if state is not None and state.group(1) in _STATES:
             draft.command, draft.reason = _STATES[state.group(1)]
+        if delayed:
+            draft.action = "delayed"
         if not draft.reason:
-            draft.reason = next((r for r, phrase in _LEGACY_REASONS if phrase in text), "")
+            seen = f"{opening} {text}"
+            draft.reason = next((r for r, phrase in _LEGACY_REASONS if phrase in seen), "")
         if draft.reason:
             code = find_status(text)
             if code and ".0" not in code:

@@ -63,19 +63,14 @@ def _paragraphs(human: str) -> tuple[dict[str, tuple[str, str]], list[str], bool
     return found, commands, unavailable
 
 
-def _is_postfix(mail: Mail, human: str) -> bool:
-    subject = mail.headers.get("subject")
-    if subject == _SUBJECT:
-        return True
-    if "(Mail Delivery System)" not in mail.headers.get("from"):
-        return False
-    return _OPENINGS.search(human) is not None
-
-
 def read(mail: Mail) -> Detected | None:
     """Read a Postfix bounce."""
+    if mail.headers.get("subject") != _SUBJECT and "(Mail Delivery System)" not in mail.headers.get(
+        "from"
+    ):
+        return None
     human = dsn.human_text(mail) if mail.ctype.startswith("multipart/") else mail.body
-    if not _is_postfix(mail, human):
+    if mail.headers.get("subject") != _SUBJECT and _OPENINGS.search(human) is None:
         return None
     fields = dsn.dsn_fields(mail)
     if fields is None or not fields.records:

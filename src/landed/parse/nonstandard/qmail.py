@@ -117,6 +117,8 @@ _ONHOLD = (" does not like recipient.", _EXPIRED)
 def read(mail: Mail) -> Detected | None:
     """Read a qmail bounce."""
     body = mail.body
+    if not any(marker in body for marker in _START):
+        return None
     explanation, _ = cut(body, _RETURNED)
     lines = explanation.split("\n")
     started = False
@@ -169,6 +171,10 @@ def read(mail: Mail) -> Detected | None:
 def _own_reason(text: str) -> str:
     if not text:
         return ""
+    if _EXPIRED in text and "Sorry, I wasn't able to establish an SMTP connection" in text:
+        # qmail-send gave up after the queue lifetime (qmail-send.c): the
+        # connection failures were only why it kept retrying.
+        return "expired"
     for reason, phrases in _REASONS:
         if any(p in text for p in phrases):
             return reason

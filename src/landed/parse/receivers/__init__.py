@@ -30,7 +30,9 @@ from landed.parse.receivers import (
     microsoft,
     mimecast,
     orange,
+    spectrum,
     tencent,
+    yahoo,
     zoho,
 )
 
@@ -56,29 +58,43 @@ _PROVIDERS: tuple[tuple[str, tuple[str, ...], Callable[[Facts], str]], ...] = (
     ("outlook", microsoft.OUTLOOK_HOSTS, microsoft.outlook_reason),
     ("mimecast", mimecast.HOSTS, mimecast.reason),
     ("orange", orange.HOSTS, orange.reason),
+    ("spectrum", spectrum.HOSTS, spectrum.reason),
     ("tencent", tencent.HOSTS, tencent.reason),
+    ("yahoo", yahoo.HOSTS, yahoo.reason),
     ("zoho", zoho.HOSTS, zoho.reason),
 )
 
 
-def _domain_matches(domain: str, suffix: str) -> bool:
-    # "ezweb.ne.jp" is served by ".ezweb.ne.jp" hosts; "outlook.com" by ".protection.outlook.com".
-    host = suffix.lstrip(".")
-    return host == domain or host.endswith("." + domain)
+def _suffixes(host: str) -> list[str]:
+    """``mx.a.example.com`` -> [mx.a.example.com, a.example.com, example.com, com]."""
+    labels = host.split(".")
+    return [".".join(labels[i:]) for i in range(len(labels))]
+
+
+# Lookup tables built once: a recipient domain is served by a provider when it
+# is one of its host names or a parent domain of one ("outlook.com" is served
+# by ".protection.outlook.com"); a host belongs to it when it ends with one.
+_BY_DOMAIN: dict[str, Callable[[Facts], str]] = {}
+_BY_SUFFIX: dict[str, Callable[[Facts], str]] = {}
+for _name, _hosts, _rules in _PROVIDERS:
+    for _host in _hosts:
+        _BY_SUFFIX.setdefault(_host, _rules)
+        for _parent in _suffixes(_host.lstrip("."))[:-1]:
+            _BY_DOMAIN.setdefault(_parent, _rules)
 
 
 def provider_of(*, domain: str, remote: str, local: str) -> Callable[[Facts], str] | None:
     """The rules of the provider serving ``domain`` (or running ``remote``/``local``)."""
-    domain = domain.lower()
     if domain:
-        for _name, hosts, rules in _PROVIDERS:
-            if any(_domain_matches(domain, h) for h in hosts):
-                return rules
-    for host in (remote.lower(), local.lower()):
+        rules = _BY_DOMAIN.get(domain.lower())
+        if rules is not None:
+            return rules
+    for host in (remote, local):
         if not host:
             continue
-        for _name, hosts, rules in _PROVIDERS:
-            if any(host.endswith(h) for h in hosts):
+        for suffix in _suffixes(host.lower()):
+            rules = _BY_SUFFIX.get(suffix) or _BY_SUFFIX.get("." + suffix)
+            if rules is not None:
                 return rules
     return None
 

@@ -29,10 +29,11 @@ _DOCOMO = (
     ("mailboxfull", ("552 too much mail data",)),
     ("syntaxerror", ("503 bad sequence of commands", "504 command parameter not implemented")),
     ("toomanyconn", ("552 too many recipients",)),
-    # Since March 2025 docomo no longer rejects for reception filters over SMTP:
-    # "550 Unknown user" means what it says (go-sisimai issue 64).
-    ("userunknown", ("550 unknown user",)),
 )
+# Note: since March 2025 docomo says it no longer refuses over SMTP for its
+# reception filters, so a "550 Unknown user" may now always mean what it says
+# (go-sisimai issue 64). Bounces before that used it at DATA for filtered mail,
+# which is what the status and command tests below tell apart.
 
 
 def docomo_reason(facts: Facts) -> str:

@@ -314,3 +314,35 @@ _OUTLOOK = (
 def outlook_reason(facts: Facts) -> str:
     """Outlook.com / Hotmail consumer servers."""
     return next((r for r, m in _OUTLOOK if m in facts.diagnostic), "")
+
+
+# Exchange Server names the failing component in every NDR ("550 5.1.1
+# RESOLVER.ADR.RecipNotFound; not found"), from any Exchange, not only
+# Microsoft's hosted ones ("Delivery status notifications in Exchange Server
+# 2007/2010", learn.microsoft.com); the name is more precise than the code
+# ("RecipNotFound" beside a vague 5.0.0 or 5.2.0).
+_NDR_NAME = re.compile(r"\b((?:RESOLVER|QUEUE|SMTPSEND)\.[A-Za-z]+(?:\.[A-Za-z]+)?)\b")
+_NDR_NAMES = {
+    "RESOLVER.ADR.RecipNotFound": "userunknown",
+    "RESOLVER.ADR.ExRecipNotFound": "userunknown",
+    "RESOLVER.ADR.RecipientNotFound": "userunknown",
+    "RESOLVER.ADR.BadPrimary": "systemerror",
+    "RESOLVER.ADR.InvalidInSmtp": "systemerror",
+    "RESOLVER.ADR.Ambiguous": "systemerror",
+    "RESOLVER.ADR.RecipLimit": "toomanyconn",
+    "RESOLVER.RST.AuthRequired": "securityerror",
+    "RESOLVER.RST.NotAuthorized": "rejected",
+    # The recipient's own size limit (5.2.3), not the server's maximum.
+    "RESOLVER.RST.RecipSizeLimit": "exceedlimit",
+    "QUEUE.Expired": "expired",
+    "SMTPSEND.DNS.NonExistentDomain": "hostunknown",
+    "SMTPSEND.DNS.MxLoopback": "networkerror",
+}
+
+
+def ndr_name_reason(diagnostic: str) -> str:
+    """The reason of an Exchange component name in ``diagnostic``, or ``""``."""
+    if "." not in diagnostic:
+        return ""
+    match = _NDR_NAME.search(diagnostic)
+    return _NDR_NAMES.get(match.group(1), "") if match is not None else ""

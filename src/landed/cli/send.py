@@ -1,69 +1,28 @@
-"""The ``landed`` command line.
-
-Every command that shows data takes ``--json`` (one JSON object per line);
-long-running commands stop cleanly on SIGTERM and SIGINT. Errors are one line
-on stderr, never a traceback: exit status 2 for bad configuration or usage,
-1 for anything else that failed.
-"""
+"""Setting up, sending and inspecting: init, db, notify, status, worker."""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import signal
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from types import FrameType
-from typing import Any, TypeVar
+from typing import Any
 
 import click
-from rich.console import Console
 from rich.table import Table
 
-from landed.config import Settings, config_path, load_settings
-from landed.errors import ConfigError, LandedError
-from landed.tokens import new_secret
-
-F = TypeVar("F", bound=Callable[..., Any])
-out = Console(highlight=False, soft_wrap=True)
-
-
-def _settings() -> Settings:
-    return load_settings()
-
-
-def _emit_json(obj: object) -> None:
-    click.echo(json.dumps(obj, ensure_ascii=False, default=str))
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
-    "--log-level",
-    type=click.Choice(["debug", "info", "warning", "error"]),
-    default=None,
-    help="Logging verbosity (default: info for services, warning otherwise).",
+from landed.cli.base import (
+    cli,
+    emit_json,
+    load,
+    out,
+    setup_logging,
+    stop_on_signals,
 )
-@click.version_option(package_name="landed")
-@click.pass_context
-def cli(ctx: click.Context, log_level: str | None) -> None:
-    """landed: accountable notification email."""
-    ctx.ensure_object(dict)
-    ctx.obj["log_level"] = log_level
-    if log_level:
-        _setup_logging(log_level)
-
-
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-        force=True,
-    )
-
+from landed.config import config_path
+from landed.tokens import new_secret
 
 # --- init and db ------------------------------------------------------------------------
 
@@ -147,7 +106,7 @@ def init(
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
         out.print(f"wrote {path} (mode 600: it holds the signing key)")
-    settings = _settings()
+    settings = load()
     db = Database(settings.database_url)
     db.upgrade()
     out.print(f"ledger ready: {_redact(settings.database_url)} at revision {db.current_revision()}")
@@ -164,7 +123,7 @@ def db_upgrade(revision: str) -> None:
     """Create or upgrade the ledger's schema (to REVISION, default the latest)."""
     from landed.store import Database
 
-    database = Database(_settings().database_url)
+    database = Database(load().database_url)
     database.upgrade(revision)
     out.print(f"ledger at revision {database.current_revision()}")
 
@@ -175,10 +134,10 @@ def db_current(as_json: bool) -> None:
     """Show the ledger's schema revision and the latest one."""
     from landed.store import Database
 
-    database = Database(_settings().database_url)
+    database = Database(load().database_url)
     current, head = database.current_revision(), database.head_revision()
     if as_json:
-        _emit_json({"current": current, "head": head, "up_to_date": current == head})
+        emit_json({"current": current, "head": head, "up_to_date": current == head})
     else:
         out.print(f"current {current or '(none)'}; latest {head}")
 
@@ -227,7 +186,7 @@ def notify(
 
     text = _read_text(text_file)
     html = _read_text(html_file) if html_file else None
-    with Client(_settings()) as client:
+    with Client(load()) as client:
         result = client.notify_detailed(
             topic=topic,
             cls=cls,
@@ -239,7 +198,7 @@ def notify(
         )
     for d in result.deliveries:
         if as_json:
-            _emit_json(
+            emit_json(
                 {
                     "delivery_id": d.delivery_id,
                     "token": d.token,
@@ -266,11 +225,11 @@ def status(
     """Show deliveries: by delivery id, token or reference, or by topic or recipient."""
     from landed.client import Client
 
-    with Client(_settings()) as client:
+    with Client(load()) as client:
         found = client.status(key, topic=topic, recipient=recipient, limit=limit)
     if as_json:
         for view in found:
-            _emit_json(view.as_dict())
+            emit_json(view.as_dict())
         return
     if key is not None:
         for view in found:
@@ -324,8 +283,8 @@ def worker(ctx: click.Context, once: bool) -> None:
     from landed.transport.smtp import SMTPRelay
 
     if not ctx.obj.get("log_level"):
-        _setup_logging("info")
-    settings = _settings()
+        setup_logging("info")
+    settings = load()
     database = Database(settings.database_url)
     database.check_current()
     transport = SMTPRelay(
@@ -333,7 +292,7 @@ def worker(ctx: click.Context, once: bool) -> None:
     )
     sender = Sender(database, settings, transport)
     stop = threading.Event()
-    _stop_on_signals(stop)
+    stop_on_signals(stop)
     if once:
         try:
             count = sender.run_once(stop)
@@ -342,210 +301,3 @@ def worker(ctx: click.Context, once: bool) -> None:
         logging.getLogger("landed.sender").info("made %d attempts", count)
         return
     sender.run(stop)
-
-
-# --- inbound and parse --------------------------------------------------------------------
-
-
-@cli.group()
-def inbound() -> None:
-    """Receive the mail that comes back: bounces, DSNs, replies."""
-
-
-@inbound.command("smtp")
-@click.option("--listen", default=None, help="HOST:PORT (default: inbound_listen, 127.0.0.1:2525).")
-@click.pass_context
-def inbound_smtp(ctx: click.Context, listen: str | None) -> None:
-    """Listen for mail to the bounce domain; store it, then read it into evidence."""
-    from landed.config import parse_hostport
-    from landed.inbound.smtpd import BounceHandler, InboundServer
-    from landed.store import Database
-
-    if not ctx.obj.get("log_level"):
-        _setup_logging("info")
-    settings = _settings()
-    try:
-        host, port = parse_hostport(listen or settings.inbound_listen)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--listen") from None
-    database = Database(settings.database_url)
-    database.check_current()
-    handler = BounceHandler(database, settings.keyring(), {settings.require_bounce_domain()})
-    server = InboundServer(
-        handler,
-        host,
-        port,
-        max_size=settings.inbound_max_bytes,
-        tls_context=settings.inbound_tls(),
-    )
-    stop = threading.Event()
-    _stop_on_signals(stop)
-    server.serve_until(stop)
-
-
-@inbound.command("imap")
-@click.option("--once", is_flag=True, help="Read what is in the mailbox now, then exit.")
-@click.pass_context
-def inbound_imap(ctx: click.Context, once: bool) -> None:
-    """Poll the IMAP bounce mailbox (imap_url); IDLE where the server offers it."""
-    from landed.inbound.imap import ImapPoller
-    from landed.store import Database
-
-    if not ctx.obj.get("log_level"):
-        _setup_logging("info")
-    settings = _settings()
-    database = Database(settings.database_url)
-    database.check_current()
-    poller = ImapPoller(database, settings.keyring(), settings.imap())
-    if once:
-        try:
-            count = poller.poll_once()
-        finally:
-            poller.close()
-        logging.getLogger("landed.imap").info("read %d new messages", count)
-        return
-    stop = threading.Event()
-    _stop_on_signals(stop)
-    poller.run(stop)
-
-
-@inbound.command("quarantine")
-@click.option("--limit", default=100, show_default=True)
-@click.option("--json", "as_json", is_flag=True)
-def inbound_quarantine(limit: int, as_json: bool) -> None:
-    """List received mail that could not be tied to any delivery."""
-    from landed.store import Database
-    from landed.store.inbound import list_inbound
-
-    database = Database(_settings().database_url)
-    database.check_current()
-    with database.read() as conn:
-        found = list_inbound(conn, state="quarantined", limit=limit)
-    if as_json:
-        for m in found:
-            _emit_json(
-                {
-                    "id": m.id,
-                    "received_at": m.received_at.isoformat(),
-                    "channel": m.channel,
-                    "mail_from": m.mail_from,
-                    "rcpt_to": list(m.rcpt_to),
-                    "peer": m.peer,
-                    "size": len(m.raw),
-                    "detail": m.detail,
-                }
-            )
-        return
-    table = Table(box=None, header_style="bold")
-    for column in ("id", "received", "from", "to", "detail"):
-        table.add_column(column, overflow="fold")
-    for m in found:
-        table.add_row(
-            str(m.id),
-            f"{m.received_at:%Y-%m-%d %H:%M:%S}",
-            m.mail_from or "<>",
-            ", ".join(m.rcpt_to),
-            m.detail or "",
-        )
-    out.print(table)
-
-
-@cli.command("parse")
-@click.argument("files", nargs=-1, required=True)
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per recipient.")
-def parse_command(files: Sequence[str], as_json: bool) -> None:
-    """Read bounces, DSNs, MDNs, complaints or auto-replies (FILE... or - for stdin)."""
-    from landed.parse import parse
-
-    rows: list[dict[str, object]] = []
-    for name in files:
-        try:
-            raw = sys.stdin.buffer.read() if name == "-" else Path(name).read_bytes()
-        except OSError as exc:
-            raise click.BadParameter(f"cannot read {name}: {exc.strerror}") from None
-        report = parse(raw)
-        if not report.recipients:
-            rows.append(
-                {
-                    "file": name,
-                    "kind": str(report.kind),
-                    "recipient": None,
-                    "action": None,
-                    "status": None,
-                    "reason": report.reason,
-                    "hard": None,
-                    "diagnostic": None,
-                    "remote_mta": None,
-                    "tokens": [t.value for t in report.tokens],
-                    "dialect": report.dialect,
-                }
-            )
-        for r in report.recipients:
-            rows.append(
-                {
-                    "file": name,
-                    "kind": str(report.kind),
-                    "recipient": r.recipient,
-                    "action": r.action or None,
-                    "status": r.status or None,
-                    "reason": r.reason,
-                    "hard": r.hard,
-                    "diagnostic": r.diagnostic or None,
-                    "remote_mta": r.remote_mta or None,
-                    "tokens": sorted({t.value for t in (*report.tokens, *r.tokens)}),
-                    "dialect": report.dialect,
-                }
-            )
-    if as_json:
-        for row in rows:
-            _emit_json(row)
-        return
-    table = Table(box=None, header_style="bold")
-    for column in ("file", "kind", "recipient", "action", "status", "reason", "hard", "diagnostic"):
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        table.add_row(
-            *(
-                "" if row[c] is None else str(row[c])[:100]
-                for c in (
-                    "file",
-                    "kind",
-                    "recipient",
-                    "action",
-                    "status",
-                    "reason",
-                    "hard",
-                    "diagnostic",
-                )
-            )
-        )
-    out.print(table)
-
-
-def _stop_on_signals(stop: threading.Event) -> None:
-    def handler(signum: int, _frame: FrameType | None) -> None:
-        logging.getLogger("landed").info("signal %d: stopping", signum)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """Entry point: run the CLI, turning landed's errors into one line on stderr."""
-    try:
-        cli.main(args=list(argv) if argv is not None else None, standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except ConfigError as exc:
-        click.echo(f"landed: configuration error: {exc}", err=True)
-        sys.exit(2)
-    except LandedError as exc:
-        click.echo(f"landed: error: {exc}", err=True)
-        sys.exit(1)
-    except BrokenPipeError:
-        sys.exit(1)

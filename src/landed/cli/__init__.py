@@ -1,0 +1,14 @@
+"""The ``landed`` command line.
+
+Every command that shows data takes ``--json`` (one JSON object per line);
+long-running commands stop cleanly on SIGTERM and SIGINT. Errors are one line
+on stderr, never a traceback: exit status 2 for bad configuration or usage,
+1 for anything else that failed.
+"""
+
+from __future__ import annotations
+
+from landed.cli import answers, inbound, send
+from landed.cli.base import cli, main
+
+__all__ = ["answers", "cli", "inbound", "main", "send"]

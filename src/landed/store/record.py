@@ -1,0 +1,96 @@
+"""Recording a notification under its policies: ``ledger.notify`` plus the rules
+that depend on configuration (which policy, which deadline, suppression)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import Connection, bindparam, delete, update
+
+from landed.compose.request import NotifyRequest
+from landed.domain import EvidenceSource, Level, Outcome
+from landed.domain.policy import Policy, choose
+from landed.store import tables as t
+from landed.store.alerts import suppressed
+from landed.store.ledger import NewEvidence, NotifyResult, append_evidence, notify
+from landed.tokens import Keyring
+
+_ASSIGN = (
+    update(t.delivery)
+    .where(t.delivery.c.id == bindparam("b_id"))
+    .values(
+        policy=bindparam("policy"),
+        required=bindparam("required"),
+        deadline_at=bindparam("deadline_at", type_=t.UTCDateTime()),
+        due_at=bindparam("deadline_at", type_=t.UTCDateTime()),
+    )
+)
+
+
+def record_notification(
+    conn: Connection,
+    request: NotifyRequest,
+    *,
+    policies: Sequence[Policy],
+    sender: str,
+    keyring: Keyring,
+    id_domain: str,
+    now: datetime,
+    outstanding_below: Level = Level.DELIVERED,
+    outstanding_limit: int = 10,
+    outstanding_days: int = 30,
+) -> NotifyResult:
+    """Record and queue a notification; give each delivery its policy and deadline.
+
+    A delivery to a suppressed address is recorded but not queued: its
+    ``suppressed`` evidence makes the reconciler raise an alert. Nothing is
+    silently skipped.
+    """
+    result = notify(
+        conn,
+        request,
+        sender=sender,
+        keyring=keyring,
+        id_domain=id_domain,
+        now=now,
+        outstanding_below=outstanding_below,
+        outstanding_limit=outstanding_limit,
+        outstanding_days=outstanding_days,
+    )
+    if not result.created:
+        return result
+    rows = []
+    for d in result.deliveries:
+        policy = choose(policies, request.cls, d.recipient)
+        rows.append(
+            {
+                "b_id": d.delivery_id,
+                "policy": policy.name,
+                "required": policy.required.value,
+                "deadline_at": now + policy.deadline,
+            }
+        )
+    conn.execute(_ASSIGN, rows)
+    blocked = suppressed(conn, [d.recipient for d in result.deliveries], now)
+    if blocked:
+        held = [d for d in result.deliveries if d.recipient in blocked]
+        conn.execute(
+            delete(t.outbox).where(t.outbox.c.delivery_id.in_([d.delivery_id for d in held]))
+        )
+        append_evidence(
+            conn,
+            [
+                NewEvidence(
+                    delivery_id=d.delivery_id,
+                    source=EvidenceSource.WORKER,
+                    outcome=Outcome.SUPPRESSED,
+                    observed_at=now,
+                    detail=f"not sent: {d.recipient} is suppressed ({blocked[d.recipient]})",
+                    raw=f"suppressed: {blocked[d.recipient]}".encode(),
+                )
+                for d in held
+            ],
+            now=now,
+        )
+    return result
