@@ -444,10 +444,21 @@ class Settings(BaseSettings):
             raise ValueError("NEVER, or a comma-separated subset of SUCCESS,FAILURE,DELAY")
         return ",".join(items)
 
+    @field_validator("alert_digest_every")
+    @classmethod
+    def _check_digest(cls, value: str | None) -> str | None:
+        if value:
+            parse_duration(value)
+        return value or None
+
     @model_validator(mode="after")
     def _check_keys(self) -> Settings:
         if self.signing_keys:
             self.keyring()
+        if self.alert_webhook_url and not self.alert_webhook_secret:
+            raise ValueError(
+                "alert_webhook_url needs alert_webhook_secret: webhooks are always signed"
+            )
         return self
 
     # --- derived values -------------------------------------------------------------
@@ -569,6 +580,7 @@ def config_error_from(exc: ValidationError) -> ConfigError:
     message = error.get("msg", "invalid").removeprefix("Value error, ")
     if error.get("type") == "extra_forbidden":
         message = "unknown setting"
-    source = f" (LANDED_{name.upper()})" if name != "?" else ""
     more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
-    return ConfigError(f"bad setting {name}{source}: {message}{more}", setting=name)
+    if name == "?":  # a rule across settings: its message names them
+        return ConfigError(f"bad configuration: {message}{more}")
+    return ConfigError(f"bad setting {name} (LANDED_{name.upper()}): {message}{more}", setting=name)

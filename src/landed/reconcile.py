@@ -17,7 +17,6 @@ second time.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, select, update
 
+from landed.alerts.sinks import ALERT_CLASS, DIGEST_CLASS, log_alert, webhook_payload
 from landed.clock import Clock, SystemClock
 from landed.compose.request import validate_request
 from landed.config import Settings
@@ -33,19 +33,23 @@ from landed.domain import Level, Outcome
 from landed.domain.policy import Action, Judgement, Policy, State, Step, choose, judge
 from landed.store import Database
 from landed.store import tables as t
-from landed.store.alerts import add_event, enqueue_dispatch, open_alert, resolve_alert, suppress
+from landed.store.alerts import (
+    add_event,
+    enqueue_dispatch,
+    find_alerts,
+    open_alert,
+    resolve_alert,
+    suppress,
+)
 from landed.store.record import record_notification
 from landed.store.resend import add_delivery
 from landed.tokens import human_ref
 
 log = logging.getLogger("landed.reconcile")
-alert_log = logging.getLogger("landed.alerts")
 
 _FAILING = {
     o.value for o in (Outcome.BOUNCED, Outcome.COMPLAINED, Outcome.SUPPRESSED, Outcome.REJECTED)
 }
-#: The class of the notifications landed itself sends about alerts.
-ALERT_CLASS = "landed-alert"
 
 
 @dataclass
@@ -203,7 +207,7 @@ class Reconciler:
                 opened_at, steps_done = now, 0
             else:
                 alert_id, opened_at, steps_done = alert.id, alert.opened_at, alert.steps_done
-            if row.cls != ALERT_CLASS:  # no escalation about landed's own alert mail
+            if row.cls not in (ALERT_CLASS, DIGEST_CLASS):  # not about landed's own alert mail
                 steps_done = self._run_steps(
                     conn, row, policy, alert_id, opened_at, steps_done, reason, now, result
                 )
@@ -284,21 +288,10 @@ class Reconciler:
         detail: str,
         now: datetime,
     ) -> None:
-        payload = {
-            "alert_id": alert_id,
-            "reason": reason,
-            "delivery_id": row.id,
-            "ref": human_ref(row.id),
-            "topic": row.topic_key,
-            "recipient": row.address,
-            "seq": row.seq,
-            "level": row.level,
-            "outcome": row.outcome,
-            "detail": detail,
-            "at": now.isoformat(),
-        }
-        # The structured log line is always written.
-        alert_log.warning(json.dumps({"event": f"alert.{event}", **payload}, default=str))
+        (view,) = find_alerts(conn, state=None, ids=[alert_id])
+        payload = webhook_payload(view)
+        # The structured log line is always written; the other sinks are queued.
+        log_alert(f"alert.{event}", view.as_dict())
         for sink in self.sinks:
             enqueue_dispatch(
                 conn, alert_id, sink=sink, event=f"alert.{event}", payload=payload, now=now
@@ -319,7 +312,7 @@ class Reconciler:
         while done < len(policy.steps) and opened_at + policy.steps[done].after <= now:
             step = policy.steps[done]
             try:
-                outcome = self._run_step(conn, row, policy, step, alert_id, reason, now)
+                outcome = self._run_step(conn, row, policy, step, done + 1, alert_id, reason, now)
             except Exception as exc:  # a step that fails is recorded, and the next one runs
                 log.exception("escalation step %s failed", step.action)
                 outcome = f"failed: {exc}"
@@ -335,6 +328,7 @@ class Reconciler:
         row: Row[Any],
         policy: Policy,
         step: Step,
+        step_index: int,
         alert_id: int,
         reason: str,
         now: datetime,
@@ -394,7 +388,7 @@ class Reconciler:
             conn,
             alert_id,
             sink=f"webhook:{step.url}",
-            event="alert.escalated",
+            event=f"alert.escalated.{step_index}",
             payload={
                 "alert_id": alert_id,
                 "delivery_id": row.id,

@@ -28,7 +28,7 @@ from landed.clock import FixedClock
 from landed.config import Settings
 from landed.store import Database
 from landed.store import tables as t
-from landed.store.alerts import AlertView, enqueue_dispatch, find_alerts, open_alert
+from landed.store.alerts import AlertView, dispatch_key, enqueue_dispatch, find_alerts, open_alert
 
 SECRET = "whsec-test-0123456789"
 
@@ -249,7 +249,7 @@ def test_webhook_is_signed_and_delivered_once(
     (req,) = receiver.requests
     assert req.path == "/hook"
     assert req.headers["content-type"] == "application/json"
-    key = f"landed-alert-{a.id}-alert.opened-webhook"
+    key = dispatch_key(a.id, "alert.opened", "webhook")
     assert req.headers["idempotency-key"] == key
     assert req.headers["x-landed-event"] == "alert.opened"
     assert recipe_verify(SECRET, req.headers["x-landed-signature"], req.body)
@@ -302,7 +302,7 @@ def test_failing_webhook_is_retried_with_backoff_and_the_same_key(
 
     assert len(receiver.requests) == 3
     keys = {r.headers["idempotency-key"] for r in receiver.requests}
-    assert keys == {f"landed-alert-{a.id}-alert.opened-webhook"}
+    assert keys == {dispatch_key(a.id, "alert.opened", "webhook")}
     assert len({r.body for r in receiver.requests}) == 1  # the same bytes every time
     assert [r.headers["x-landed-attempt"] for r in receiver.requests] == ["1", "2", "3"]
     for r in receiver.requests:
@@ -438,7 +438,7 @@ def test_concurrent_dispatchers_deliver_each_notice_once(
     assert sum(counts) == 12
     assert queued(workers[0]) == []
     keys = sorted(r.headers["idempotency-key"] for r in receiver.requests)
-    assert keys == sorted(f"landed-alert-{a.id}-alert.opened-webhook" for a in alerts)
+    assert keys == sorted(dispatch_key(a.id, "alert.opened", "webhook") for a in alerts)
 
 
 def test_run_loop_delivers_and_stops(

@@ -35,7 +35,9 @@ def _database() -> Any:
 @click.option("--interval", default=5.0, show_default=True, help="Seconds between ticks.")
 @click.pass_context
 def reconcile(ctx: click.Context, once: bool, interval: float) -> None:
-    """Judge deliveries under their policies; open, escalate and resolve alerts."""
+    """Judge deliveries under their policies; open, escalate and resolve alerts,
+    and deliver alert notices to the configured sinks (webhook, email, digest)."""
+    from landed.alerts.dispatcher import Dispatcher
     from landed.reconcile import Reconciler
     from landed.store import Database
 
@@ -45,19 +47,30 @@ def reconcile(ctx: click.Context, once: bool, interval: float) -> None:
     database = Database(settings.database_url)
     database.check_current()
     reconciler = Reconciler(database, settings)
+    dispatcher = Dispatcher(database, settings)
     if once:
         result = reconciler.tick()
+        sent = dispatcher.tick()
+        dispatcher.close()
         logging.getLogger("landed.reconcile").info(
-            "judged %d, opened %d, resolved %d, ran %d steps",
+            "judged %d, opened %d, resolved %d, ran %d steps; %d alert notices sent",
             result.judged,
             len(result.opened),
             len(result.resolved),
             result.steps,
+            sent,
         )
         return
     stop = threading.Event()
     stop_on_signals(stop)
-    reconciler.run(stop, interval=interval)
+    # Sinks on their own thread: a slow webhook never delays a verdict.
+    sinks = threading.Thread(target=dispatcher.run, args=(stop,), name="landed-sinks")
+    sinks.start()
+    try:
+        reconciler.run(stop, interval=interval)
+    finally:
+        stop.set()
+        sinks.join()
 
 
 @cli.group(invoke_without_command=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -257,6 +258,12 @@ def list_suppressions(conn: Connection, now: datetime, limit: int = 1000) -> lis
 # --- the sink outbox ------------------------------------------------------------------
 
 
+def dispatch_key(alert_id: int, event: str, sink: str) -> str:
+    """The idempotency key of one notice: stable across retries, unique per sink."""
+    digest = hashlib.sha256(f"{event}\0{sink}".encode()).hexdigest()[:24]
+    return f"landed-alert-{alert_id}-{digest}"
+
+
 def enqueue_dispatch(
     conn: Connection,
     alert_id: int,
@@ -266,8 +273,13 @@ def enqueue_dispatch(
     payload: dict[str, object],
     now: datetime,
 ) -> None:
-    """Queue a notice for a sink; the same (alert, sink, event) is queued once."""
-    key = f"landed-alert-{alert_id}-{event}-{sink}"[:64]
+    """Queue a notice for a sink; the same (alert, sink, event) is queued once.
+
+    The key hashes the sink, so long URLs sharing a prefix stay distinct; a
+    caller that sends the same event twice on purpose (two escalation steps to
+    one URL) puts the step number in ``event``.
+    """
+    key = dispatch_key(alert_id, event, sink)
     ins = dialect_insert(conn, t.dispatch)
     conn.execute(
         ins.values(

@@ -199,7 +199,8 @@ class Dispatch(Base):
     __table_args__ = (Index("ix_dispatch_available_at", "available_at"),)
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     alert_id: Mapped[int] = mapped_column(ForeignKey("alert.id"), index=True)
-    sink: Mapped[str] = mapped_column(String(32))
+    #: ``webhook``, ``email``, or ``webhook:<url>`` for an escalation step's own URL.
+    sink: Mapped[str] = mapped_column(Text)
     #: The receiver deduplicates on this.
     idempotency_key: Mapped[str] = mapped_column(String(64), unique=True)
     payload: Mapped[str] = mapped_column(Text)

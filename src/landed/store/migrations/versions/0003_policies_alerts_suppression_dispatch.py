@@ -88,7 +88,7 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.Column("alert_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.Column("sink", sa.String(length=32), nullable=False),
+        sa.Column("sink", sa.Text(), nullable=False),
         sa.Column("idempotency_key", sa.String(length=64), nullable=False),
         sa.Column("payload", sa.Text(), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
