@@ -189,6 +189,8 @@ def _evidence(
                 attribution=attribution.value,
                 inbound_id=message.id,
                 parser=PARSER,
+                reason=rcpt.reason if rcpt.reason != "undefined" else None,
+                hard=rcpt.hard,
                 observed_at=message.received_at,
                 raw=message.raw,
                 dedupe_key=f"inbound\0{digest}\0{delivery_id}\0{index}",

@@ -31,6 +31,7 @@ from landed.compose import (
 )
 from landed.config import Settings
 from landed.domain import EvidenceSource, Level, Outcome
+from landed.domain.policy import choose
 from landed.errors import LandedError
 from landed.store import Database
 from landed.store.ledger import NewEvidence
@@ -91,6 +92,7 @@ class Sender:
         self.keyring = settings.keyring()
         self.bounce_domain = settings.require_bounce_domain()
         self.id_domain = settings.id_domain()
+        self.policies = settings.policy_list()
         self.lease = timedelta(seconds=settings.lease_seconds)
         self.backoff = Backoff(settings.retry_base_seconds, settings.retry_max_seconds)
         self.lifetime = timedelta(seconds=settings.retry_lifetime_seconds)
@@ -206,6 +208,8 @@ class Sender:
     def build(self, job: SendJob) -> tuple[bytes, Envelope]:
         """The message bytes and envelope of a delivery, the same on every attempt."""
         recipient = parse_mailbox(job.to_header, "to")
+        verp = verp_sender(job.token, self.bounce_domain)
+        policy = choose(self.policies, job.cls, job.recipient)
         outgoing = OutgoingMessage(
             sender=parse_mailbox(job.sender, "from"),
             recipient=recipient,
@@ -220,9 +224,12 @@ class Sender:
             seq=job.seq,
             date=job.created_at,
             outstanding=job.outstanding,
+            # Replies and read receipts come back to landed, token and all.
+            reply_to=f"reply+{job.token}@{self.bounce_domain}" if policy.request_reply else None,
+            disposition_notification_to=verp if policy.request_mdn else None,
         )
         envelope = Envelope(
-            mail_from=verp_sender(job.token, self.bounce_domain),
+            mail_from=verp,
             rcpt_to=recipient.address,
             envid=job.token,
         )

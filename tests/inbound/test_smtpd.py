@@ -129,8 +129,18 @@ def test_a_bounce_is_stored_before_250_then_becomes_evidence(harness: Harness) -
     assert evidence.source == "dsn" and evidence.status == "5.1.1"
     assert "User unknown" in evidence.detail
     with harness.db.read() as conn:
-        row = conn.execute(select(t.evidence.c.attribution, t.evidence.c.inbound_id)).one()
+        row = conn.execute(
+            select(
+                t.evidence.c.attribution,
+                t.evidence.c.inbound_id,
+                t.evidence.c.reason,
+                t.evidence.c.hard,
+                t.evidence.c.parser,
+            )
+        ).one()
     assert row.attribution == "verp" and row.inbound_id == inbound_id
+    assert row.reason == "userunknown" and row.hard is True
+    assert row.parser.startswith("landed.parse ")
 
 
 def test_one_report_naming_several_recipients_updates_each(harness: Harness) -> None:

@@ -56,6 +56,8 @@ class OutgoingMessage:
     seq: int
     date: datetime
     reply_to: str | None = None
+    #: RFC 8098: where read receipts go (landed's VERP address), when the policy asks.
+    disposition_notification_to: str | None = None
     outstanding: tuple[Outstanding, ...] = field(default_factory=tuple)
 
     @property
@@ -131,6 +133,13 @@ def compose(msg: OutgoingMessage) -> bytes:
     ]
     if msg.reply_to:
         headers.append(encode_header("Reply-To", check_header_value(msg.reply_to, "reply_to")))
+    if msg.disposition_notification_to:
+        headers.append(
+            encode_header(
+                "Disposition-Notification-To",
+                check_header_value(msg.disposition_notification_to, "mdn_to"),
+            )
+        )
     headers += [
         encode_header("Subject", subject),
         f"Date: {_date(msg.date)}",

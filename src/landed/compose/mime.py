@@ -28,16 +28,20 @@ def encode_header(name: str, value: str) -> str:
 
 def _fold_ascii(line: str) -> str:
     # RFC 5322 §2.2.3: fold at whitespace; lines SHOULD be <= 78 characters.
+    # Never between "Name:" and the first word: an empty first line reads back
+    # as a value with a leading space in many parsers (Python's compat32 among
+    # them), and a long single word may exceed 78 (up to the 998 limit).
     if len(line) <= 78:
         return line
+    words = line.split(" ")
     out: list[str] = []
-    current = ""
-    for word in line.split(" "):
-        if current and len(current) + 1 + len(word) > 78:
+    current = f"{words[0]} {words[1]}" if len(words) > 1 else words[0]
+    for word in words[2:]:
+        if len(current) + 1 + len(word) > 78:
             out.append(current)
             current = " " + word
         else:
-            current = f"{current} {word}" if current else word
+            current = f"{current} {word}"
     out.append(current)
     return CRLF.join(out)
 

@@ -141,6 +141,9 @@ class NewEvidence:
     inbound_id: int | None = None
     #: The parser (and its version) that read the evidence from a message.
     parser: str | None = None
+    #: What the parser made of it: reason (``userunknown``...) and hard/soft.
+    reason: str | None = None
+    hard: bool | None = None
     #: Identifies the event, so ingesting it twice stores it once. Defaults to a
     #: hash of delivery, source and raw bytes.
     dedupe_key: str | None = None
@@ -378,6 +381,8 @@ def append_evidence(conn: Connection, items: Sequence[NewEvidence], *, now: date
             "attribution": item.attribution,
             "inbound_id": item.inbound_id,
             "parser": item.parser,
+            "reason": item.reason,
+            "hard": item.hard,
             "observed_at": item.observed_at,
             "recorded_at": now,
             "dedupe_key": key,
