@@ -46,6 +46,7 @@ class Client:
     ) -> None:
         self.settings = settings or load_settings(**overrides)
         self.clock = clock or SystemClock()
+        self._owns_db = database is None
         self.db = database or Database(self.settings.database_url)
         self.db.check_current()
         self._keyring = self.settings.keyring()
@@ -146,7 +147,9 @@ class Client:
             raise NotFoundError(f"{key!r} is not a delivery id, token or reference") from None
 
     def close(self) -> None:
-        self.db.dispose()
+        """Release the ledger's connections (only if this client opened the ledger)."""
+        if self._owns_db:
+            self.db.dispose()
 
     def __enter__(self) -> Client:
         return self

@@ -27,6 +27,7 @@ from sqlalchemy import Connection, Row, select, update
 
 from landed.alerts.sinks import ALERT_CLASS, DIGEST_CLASS, log_alert, webhook_payload
 from landed.clock import Clock, SystemClock
+from landed.compose.headers import parse_mailbox
 from landed.compose.request import validate_request
 from landed.config import Settings
 from landed.domain import Level, Outcome
@@ -40,6 +41,7 @@ from landed.store.alerts import (
     open_alert,
     resolve_alert,
     suppress,
+    suppressed,
 )
 from landed.store.record import record_notification
 from landed.store.resend import add_delivery
@@ -343,6 +345,11 @@ class Reconciler:
                 if not fallback:
                     return f"no fallback address configured for {row.address}"
                 to = fallback
+            target = parse_mailbox(to, "to").normalized()
+            blocked = suppressed(conn, [target], now)
+            if blocked:
+                verb = "resent" if step.action is Action.RESEND else "sent to the fallback"
+                return f"not {verb}: {target} is suppressed ({blocked[target]})"
             new_id = add_delivery(
                 conn,
                 of=row.id,

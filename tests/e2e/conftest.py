@@ -97,11 +97,18 @@ class Ledger:
     #: When Postfix accepted each delivery (time.monotonic()), to time the DSNs.
     _sent_at: dict[str, float] = field(default_factory=dict)
 
-    def send(self, to: str, *, topic: str = "INC-E2E", sender: Sender | None = None) -> str:
+    def send(
+        self,
+        to: str,
+        *,
+        topic: str = "INC-E2E",
+        cls: str = "incident",
+        sender: Sender | None = None,
+    ) -> str:
         """Record one notification to ``to``, send it through Postfix; its delivery id."""
         result = self.client.notify_detailed(
             topic=topic,
-            cls="incident",
+            cls=cls,
             to=[to],
             subject=f"e2e test to {to}",
             text="A notification sent through a real Postfix.\n",

@@ -124,6 +124,8 @@ def test_a_bounce_opens_an_alert_at_once_and_suppresses_the_address(world: World
     (alert,) = world.alerts()
     assert alert.reason == "bounced" and "User unknown" in alert.detail
     assert [kind for _, kind, _ in alert.timeline][:2] == ["opened", "suppressed"]
+    step = next(detail for _, kind, detail in alert.timeline if kind == "step 1: resend")
+    assert step.startswith("not resent: nosuchuser@corp.test is suppressed")
     with world.db.read() as conn:
         (entry,) = list_suppressions(conn, world.clock.now())
     assert entry.address == "nosuchuser@corp.test" and entry.expires_at is not None

@@ -25,7 +25,7 @@ import re
 from landed.parse import receivers
 from landed.parse.draft import Draft
 from landed.parse.localagents import local_agent_reason
-from landed.parse.reasons import PHRASES, words_of
+from landed.parse.reasons import INDEX, words_of
 from landed.parse.receivers.microsoft import ndr_name_reason
 from landed.parse.report import RecipientReport, Token
 from landed.parse.statuscodes import (
@@ -69,8 +69,8 @@ class Facts:
 
     __slots__ = (
         "_said",
-        "_words",
         "action",
+        "by_status",
         "command",
         "diagnostic",
         "preset",
@@ -99,33 +99,27 @@ class Facts:
         self.spec = spec
         self.action = action
         self.preset = preset
-        self._said: dict[str, bool] = {}
-        self._words: frozenset[str] | None = None
+        #: The reason the status code names by itself ("" if none).
+        self.by_status = reason_of_status(status)
+        self._said: frozenset[str] | None = None
 
     def says(self, reason: str) -> bool:
-        """Whether the diagnostic words ``reason`` (memoized: probes ask repeatedly)."""
-        said = self._said.get(reason)
+        """Whether the diagnostic words ``reason`` (all reasons are found on the first call)."""
+        said = self._said
         if said is None:
-            if self._words is None:
-                self._words = words_of(self.text)
-            said = PHRASES[reason].match(self.text, self._words)
-            self._said[reason] = said
-        return said
-
-
-def _status_reason(facts: Facts) -> str:
-    return reason_of_status(facts.status)
+            said = self._said = INDEX.reasons(self.text, words_of(self.text))
+        return reason in said
 
 
 # --- first round: reasons that a code or a precise phrase names ------------------
 
 
 def _mailboxfull(f: Facts) -> bool:
-    return _status_reason(f) == "mailboxfull" or f.says("mailboxfull")
+    return f.by_status == "mailboxfull" or f.says("mailboxfull")
 
 
 def _mesgtoobig(f: Facts) -> bool:
-    by_status = _status_reason(f)
+    by_status = f.by_status
     if by_status == "mesgtoobig":
         return True
     if by_status == "exceedlimit" or f.status == "5.2.3":
@@ -134,7 +128,7 @@ def _mesgtoobig(f: Facts) -> bool:
 
 
 def _exceedlimit(f: Facts) -> bool:
-    return _status_reason(f) == "exceedlimit" or f.says("exceedlimit")
+    return f.by_status == "exceedlimit" or f.says("exceedlimit")
 
 
 def _suspend(f: Facts) -> bool:
@@ -155,7 +149,7 @@ def _norelaying(f: Facts) -> bool:
 
 
 def _authfailure(f: Facts) -> bool:
-    return _status_reason(f) == "authfailure" or f.says("authfailure")
+    return f.by_status == "authfailure" or f.says("authfailure")
 
 
 # A 5.1.1 is trusted unless the text names one of these instead.
@@ -165,7 +159,7 @@ _USERUNKNOWN_RIVALS = ("norelaying", "blocked", "mailboxfull", "hasmoved", "reje
 def _userunknown(f: Facts) -> bool:
     if f.preset == "userunknown":
         return True
-    by_status = _status_reason(f)
+    by_status = f.by_status
     if by_status == "suspend":
         return False
     if by_status == "userunknown":
@@ -174,7 +168,7 @@ def _userunknown(f: Facts) -> bool:
 
 
 def _filtered(f: Facts) -> bool:
-    by_status = _status_reason(f)
+    by_status = f.by_status
     if by_status == "suspend":
         return False
     if by_status != "filtered" and f.command in _BEFORE_DATA:
@@ -184,7 +178,7 @@ def _filtered(f: Facts) -> bool:
 
 
 def _requireptr(f: Facts) -> bool:
-    return _status_reason(f) == "requireptr" or f.says("requireptr")
+    return f.by_status == "requireptr" or f.says("requireptr")
 
 
 def _notcompliantrfc(f: Facts) -> bool:
@@ -198,11 +192,11 @@ def _badreputation(f: Facts) -> bool:
 def _contenterror(f: Facts) -> bool:
     if _spamdetected(f):
         return False
-    return _status_reason(f) == "contenterror" or f.says("contenterror")
+    return f.by_status == "contenterror" or f.says("contenterror")
 
 
 def _rejected(f: Facts) -> bool:
-    by_status = _status_reason(f) or "undefined"
+    by_status = f.by_status or "undefined"
     if by_status == "rejected":
         return True
     if f.command == "MAIL":
@@ -215,7 +209,7 @@ def _rejected(f: Facts) -> bool:
 
 
 def _hostunknown(f: Facts) -> bool:
-    if _status_reason(f) == "hostunknown":
+    if f.by_status == "hostunknown":
         # A DNS failure also gets 5.1.2 from some MTAs; that is a network error.
         return not f.says("networkerror")
     return f.says("hostunknown")
@@ -224,7 +218,7 @@ def _hostunknown(f: Facts) -> bool:
 def _spamdetected(f: Facts) -> bool:
     if not f.status:
         return False
-    if _status_reason(f) == "spamdetected":
+    if f.by_status == "spamdetected":
         return True
     if f.command in _BEFORE_DATA:
         return False
@@ -236,11 +230,11 @@ def _speeding(f: Facts) -> bool:
 
 
 def _toomanyconn(f: Facts) -> bool:
-    return _status_reason(f) == "toomanyconn" or f.says("toomanyconn")
+    return f.by_status == "toomanyconn" or f.says("toomanyconn")
 
 
 def _blocked(f: Facts) -> bool:
-    return _status_reason(f) == "blocked" or f.says("blocked")
+    return f.by_status == "blocked" or f.says("blocked")
 
 
 _FIRST_ROUND = (
@@ -291,7 +285,7 @@ _SECOND_ROUND = (
 def _second_round(f: Facts) -> str:
     if f.preset not in _NOT_EXPLICIT:
         return f.preset
-    by_status = _status_reason(f)
+    by_status = f.by_status
     if by_status in _VAGUE or f.spec != "SMTP":
         for reason in _SECOND_ROUND:
             if f.says(reason):

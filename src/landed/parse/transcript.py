@@ -50,9 +50,10 @@ def _normalize(command: str) -> str:
 
 # A bare command name in uppercase, as replies quote it ("503 5.0.0 Need RCPT
 # (recipient)", "554 5.5.1 Error: no valid recipients ... DATA").
-_BARE_COMMAND = re.compile(
-    r"(?<![A-Za-z0-9@.])(HELO|EHLO|STARTTLS|AUTH|MAIL F|RCPT|DATA|QUIT)(?![A-Za-z0-9@.])"
-)
+# The neighbours (not inside a longer word, an address or a host name) are
+# checked in code: a leading lookbehind would make every search slow.
+_BARE_COMMAND = re.compile(r"HELO|EHLO|STARTTLS|AUTH|MAIL F|RCPT|DATA|QUIT")
+_WORDLIKE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789@.")
 # Protocol order: when several are named, the latest step is the one that failed.
 _PROTOCOL_ORDER = {
     "HELO": 0,
@@ -82,15 +83,16 @@ def find_command(text: str) -> str:
         match = pattern.search(text)
         if match is not None:
             return fixed if fixed is not None else _normalize(match.group(1))
-    if not any(
-        word in text
-        for word in ("HELO", "EHLO", "STARTTLS", "AUTH", "MAIL F", "RCPT", "DATA", "QUIT")
-    ):
-        return ""
-    bare = {_normalize(m) for m in _BARE_COMMAND.findall(text)}
-    if bare:
-        return max(bare, key=_PROTOCOL_ORDER.__getitem__)
-    return ""
+    best = ""
+    size = len(text)
+    for match in _BARE_COMMAND.finditer(text):
+        start, end = match.span()
+        if (start and text[start - 1] in _WORDLIKE) or (end < size and text[end] in _WORDLIKE):
+            continue
+        word = _normalize(match.group())
+        if not best or _PROTOCOL_ORDER[word] > _PROTOCOL_ORDER[best]:
+            best = word
+    return best
 
 
 _HOST_SAID = re.compile(
