@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from typing import Any
 
@@ -272,3 +273,18 @@ def suppression_remove(address: str) -> None:
         if not unsuppress(conn, address):
             raise NotFoundError(f"{address} is not suppressed")
     out.print(f"{address.lower()} removed from the suppression list")
+
+
+@cli.command()
+@click.pass_context
+def up(ctx: click.Context) -> None:
+    """Run everything configured: sender, inbound SMTP and IMAP, reconciler, alert sinks."""
+    from landed.service import Service
+
+    if not ctx.obj.get("log_level"):
+        setup_logging("info")
+    service = Service(load())
+    stop = threading.Event()
+    stop_on_signals(stop)
+    if not service.run(stop):
+        sys.exit(1)

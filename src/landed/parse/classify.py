@@ -25,7 +25,7 @@ import re
 from landed.parse import receivers
 from landed.parse.draft import Draft
 from landed.parse.localagents import local_agent_reason
-from landed.parse.reasons import INDEX, words_of
+from landed.parse.reasons import PHRASES, words_of
 from landed.parse.receivers.microsoft import ndr_name_reason
 from landed.parse.report import RecipientReport, Token
 from landed.parse.statuscodes import (
@@ -69,6 +69,7 @@ class Facts:
 
     __slots__ = (
         "_said",
+        "_words",
         "action",
         "by_status",
         "command",
@@ -101,14 +102,18 @@ class Facts:
         self.preset = preset
         #: The reason the status code names by itself ("" if none).
         self.by_status = reason_of_status(status)
-        self._said: frozenset[str] | None = None
+        self._said: dict[str, bool] = {}
+        self._words: frozenset[str] | None = None
 
     def says(self, reason: str) -> bool:
-        """Whether the diagnostic words ``reason`` (all reasons are found on the first call)."""
-        said = self._said
+        """Whether the diagnostic words ``reason`` (memoized: probes ask repeatedly)."""
+        said = self._said.get(reason)
         if said is None:
-            said = self._said = INDEX.reasons(self.text, words_of(self.text))
-        return reason in said
+            if self._words is None:
+                self._words = words_of(self.text)
+            said = PHRASES[reason].match(self.text, self._words)
+            self._said[reason] = said
+        return said
 
 
 # --- first round: reasons that a code or a precise phrase names ------------------
