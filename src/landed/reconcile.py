@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, select, update
+from sqlalchemy import Connection, Row, bindparam, insert, select, update
 
 from landed.alerts.sinks import ALERT_CLASS, DIGEST_CLASS, log_alert, webhook_payload
 from landed.clock import Clock, SystemClock
@@ -38,7 +38,6 @@ from landed.store.alerts import (
     add_event,
     enqueue_dispatch,
     find_alerts,
-    open_alert,
     resolve_alert,
     suppress,
     suppressed,
@@ -64,6 +63,30 @@ class TickResult:
     steps: int = 0
 
 
+_SET_DUE = (
+    update(t.delivery)
+    .where(t.delivery.c.id == bindparam("b_id"))
+    .values(due_at=bindparam("due_at", type_=t.UTCDateTime()))
+)
+
+
+@dataclass
+class _Batch:
+    """What one tick decided, written after the loop."""
+
+    now: datetime
+    due: dict[str, datetime | None] = field(default_factory=dict)
+    to_open: list[tuple[Row[Any], Policy, str, Level, datetime]] = field(default_factory=list)
+
+
+def _proven_by_resend(children: list[Row[Any]], required: Level) -> str | None:
+    """A resend or fallback delivery that reached the required level, if any."""
+    for child in children:
+        if Level(child.level).rank >= required.rank and child.outcome not in _FAILING:
+            return f"{human_ref(child.id)} to {child.to_header} is {child.level}"
+    return None
+
+
 class Reconciler:
     """Turns evidence into verdicts, alerts and escalation."""
 
@@ -84,15 +107,31 @@ class Reconciler:
         ]
 
     def tick(self, limit: int = 1000) -> TickResult:
-        """Reconcile every delivery that is due now (up to ``limit``)."""
+        """Reconcile every delivery that is due now (up to ``limit``).
+
+        The common cases cost a fixed number of statements per tick, not per
+        delivery: verdicts are computed in Python from one read, alerts are
+        opened with one multi-row insert, and due times are written with one
+        executemany. Escalation steps, rarer, run one by one.
+        """
         now = self.clock.now()
         result = TickResult()
         with self.db.write() as conn:
             rows = self._due(conn, now, limit)
-            alerts = self._open_alerts(conn, [r.id for r in rows])
+            if not rows:
+                return result
+            ids = [r.id for r in rows]
+            alerts = self._open_alerts(conn, ids)
+            children = self._children(conn, ids)
+            batch = _Batch(now)
             for row in rows:
-                self._reconcile(conn, row, alerts.get(row.id), now, result)
+                self._reconcile(
+                    conn, row, alerts.get(row.id), children.get(row.id, []), batch, result
+                )
                 result.judged += 1
+            self._open_alerts_for(conn, batch, result)
+            if batch.due:
+                conn.execute(_SET_DUE, [{"b_id": k, "due_at": v} for k, v in batch.due.items()])
         return result
 
     def run(self, stop: threading.Event, interval: float = 5.0) -> None:
@@ -159,16 +198,16 @@ class Reconciler:
         conn: Connection,
         row: Row[Any],
         alert: Row[Any] | None,
-        now: datetime,
+        children: list[Row[Any]],
+        batch: _Batch,
         result: TickResult,
     ) -> None:
+        now = batch.now
         if row.resend_of is not None:
             # A resend or fallback belongs to its original's alert: it raises none
             # of its own, and what it proves is judged there.
-            conn.execute(update(t.delivery).where(t.delivery.c.id == row.id).values(due_at=None))
-            conn.execute(
-                update(t.delivery).where(t.delivery.c.id == row.resend_of).values(due_at=now)
-            )
+            batch.due[row.id] = None
+            batch.due[row.resend_of] = now
             return
         policy = self.policy_for(row)
         required = Level(row.required) if row.required else policy.required
@@ -181,10 +220,10 @@ class Reconciler:
             now,
         )
         if verdict.state is not State.MET:
-            proof = self._proven_by_resend(conn, row.id, required)
+            proof = _proven_by_resend(children, required)
             if proof is not None:
                 verdict = Judgement(State.MET, reason=proof)
-        next_due: datetime | None = None
+        batch.due[row.id] = None
         if verdict.state is State.MET:
             if alert is not None:
                 if verdict.reason:  # proven through a resend or fallback
@@ -194,44 +233,124 @@ class Reconciler:
                     note = f"late evidence proves {row.level} (required {required}): {proof}"
                 if resolve_alert(conn, alert.id, by="evidence", note=note, now=now):
                     result.resolved.append(alert.id)
-                    self._announce(conn, alert.id, "resolved", row, alert.reason, note, now)
+                    self._announce(conn, [alert.id], "resolved", now)
         elif verdict.state is State.FAILED:
             reason = verdict.reason or "failed"
             if alert is None:
-                detail = (
-                    self._latest_evidence(conn, row.id)
-                    or f"not {required} by {deadline_at:%Y-%m-%d %H:%M} UTC"
-                )
-                alert_id = open_alert(conn, row.id, reason=reason, detail=detail, now=now)
-                result.opened.append(alert_id)
-                self._announce(conn, alert_id, "opened", row, reason, detail, now)
-                self._maybe_suppress(conn, row, reason, policy, alert_id, now)
-                opened_at, steps_done = now, 0
-            else:
-                alert_id, opened_at, steps_done = alert.id, alert.opened_at, alert.steps_done
-            if row.cls not in (ALERT_CLASS, DIGEST_CLASS):  # not about landed's own alert mail
-                steps_done = self._run_steps(
-                    conn, row, policy, alert_id, opened_at, steps_done, reason, now, result
-                )
-                if steps_done < len(policy.steps):
-                    next_due = opened_at + policy.steps[steps_done].after
+                # Opened with the others after the loop, in one insert.
+                batch.to_open.append((row, policy, reason, required, deadline_at))
+                return
+            self._escalate(
+                conn,
+                row,
+                policy,
+                alert.id,
+                alert.opened_at,
+                alert.steps_done,
+                reason,
+                batch,
+                result,
+            )
         else:
-            next_due = verdict.recheck_at
-        conn.execute(update(t.delivery).where(t.delivery.c.id == row.id).values(due_at=next_due))
+            batch.due[row.id] = verdict.recheck_at
 
-    def _proven_by_resend(self, conn: Connection, delivery_id: str, required: Level) -> str | None:
-        """A resend or fallback delivery that reached the required level, if any."""
+    def _escalate(
+        self,
+        conn: Connection,
+        row: Row[Any],
+        policy: Policy,
+        alert_id: int,
+        opened_at: datetime,
+        steps_done: int,
+        reason: str,
+        batch: _Batch,
+        result: TickResult,
+    ) -> None:
+        if row.cls in (ALERT_CLASS, DIGEST_CLASS) or not policy.steps:
+            return  # nothing to run; landed's own alert mail is never escalated
+        done = self._run_steps(
+            conn, row, policy, alert_id, opened_at, steps_done, reason, batch.now, result
+        )
+        if done < len(policy.steps):
+            batch.due[row.id] = opened_at + policy.steps[done].after
+
+    def _open_alerts_for(self, conn: Connection, batch: _Batch, result: TickResult) -> None:
+        """Open the alerts this tick found, all at once."""
+        if not batch.to_open:
+            return
+        now = batch.now
+        latest = self._latest_evidence_of(conn, [item[0].id for item in batch.to_open])
+        values = []
+        for row, _policy, reason, required, deadline_at in batch.to_open:
+            detail = latest.get(row.id) or f"not {required} by {deadline_at:%Y-%m-%d %H:%M} UTC"
+            values.append(
+                {
+                    "delivery_id": row.id,
+                    "reason": reason,
+                    "state": "open",
+                    "detail": detail,
+                    "opened_at": now,
+                    "steps_done": 0,
+                }
+            )
+        opened = (
+            conn.execute(
+                insert(t.alert).returning(t.alert.c.id, sort_by_parameter_order=True), values
+            )
+            .scalars()
+            .all()
+        )
+        conn.execute(
+            t.alert_event.insert(),
+            [
+                {
+                    "alert_id": alert_id,
+                    "at": now,
+                    "kind": "opened",
+                    "detail": f"{v['reason']}: {v['detail']}",
+                }
+                for alert_id, v in zip(opened, values, strict=True)
+            ],
+        )
+        result.opened.extend(opened)
+        self._announce(conn, list(opened), "opened", now)
+        for alert_id, (row, policy, reason, _required, _deadline) in zip(
+            opened, batch.to_open, strict=True
+        ):
+            self._maybe_suppress(conn, row, reason, policy, alert_id, now)
+            self._escalate(conn, row, policy, alert_id, now, 0, reason, batch, result)
+
+    def _children(self, conn: Connection, ids: list[str]) -> dict[str, list[Row[Any]]]:
+        found: dict[str, list[Row[Any]]] = {}
         for child in conn.execute(
             select(
-                t.delivery.c.id, t.delivery.c.level, t.delivery.c.outcome, t.delivery.c.to_header
+                t.delivery.c.id,
+                t.delivery.c.resend_of,
+                t.delivery.c.level,
+                t.delivery.c.outcome,
+                t.delivery.c.to_header,
             )
-            .where(t.delivery.c.resend_of == delivery_id)
+            .where(t.delivery.c.resend_of.in_(ids))
             .order_by(t.delivery.c.id)
         ):
-            failing = child.outcome in _FAILING
-            if Level(child.level).rank >= required.rank and not failing:
-                return f"{human_ref(child.id)} to {child.to_header} is {child.level}"
-        return None
+            found.setdefault(child.resend_of, []).append(child)
+        return found
+
+    def _latest_evidence_of(self, conn: Connection, ids: list[str]) -> dict[str, str]:
+        latest: dict[str, tuple[datetime, int, str]] = {}
+        for e in conn.execute(
+            select(
+                t.evidence.c.delivery_id,
+                t.evidence.c.observed_at,
+                t.evidence.c.id,
+                t.evidence.c.source,
+                t.evidence.c.detail,
+            ).where(t.evidence.c.delivery_id.in_(ids))
+        ):
+            key = (e.observed_at, e.id, f"{e.source}: {e.detail}")
+            if e.delivery_id not in latest or key[:2] > latest[e.delivery_id][:2]:
+                latest[e.delivery_id] = key
+        return {k: v[2] for k, v in latest.items()}
 
     def _latest_evidence(self, conn: Connection, delivery_id: str) -> str:
         row = conn.execute(
@@ -280,24 +399,16 @@ class Reconciler:
 
     # --- acting --------------------------------------------------------------------------
 
-    def _announce(
-        self,
-        conn: Connection,
-        alert_id: int,
-        event: str,
-        row: Row[Any],
-        reason: str,
-        detail: str,
-        now: datetime,
-    ) -> None:
-        (view,) = find_alerts(conn, state=None, ids=[alert_id])
-        payload = webhook_payload(view)
-        # The structured log line is always written; the other sinks are queued.
-        log_alert(f"alert.{event}", view.as_dict())
-        for sink in self.sinks:
-            enqueue_dispatch(
-                conn, alert_id, sink=sink, event=f"alert.{event}", payload=payload, now=now
-            )
+    def _announce(self, conn: Connection, alert_ids: list[int], event: str, now: datetime) -> None:
+        """The structured log line for each alert, and a notice queued for each sink."""
+        for view in find_alerts(conn, state=None, ids=alert_ids, limit=len(alert_ids)):
+            log_alert(f"alert.{event}", view.as_dict())
+            if self.sinks:
+                payload = webhook_payload(view)
+                for sink in self.sinks:
+                    enqueue_dispatch(
+                        conn, view.id, sink=sink, event=f"alert.{event}", payload=payload, now=now
+                    )
 
     def _run_steps(
         self,

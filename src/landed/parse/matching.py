@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-__all__ = ["PhraseIndex", "Phrases", "aligned", "words_of"]
+__all__ = ["Phrases", "aligned", "words_of"]
 
 
 def aligned(text: str, pieces: tuple[str, ...]) -> bool:
@@ -125,59 +125,3 @@ class Phrases:
                     return True
         return False
 
-
-class PhraseIndex:
-    """Every reason's phrases in one index: which reasons a text words, in one pass.
-
-    The classifier asks about a dozen reasons per diagnostic; answering all of
-    them at once visits each candidate phrase once instead of walking every
-    reason's table in turn. The result is the same as :meth:`Phrases.match`
-    per reason (a reason matches when a phrase or ordered piece list occurs
-    and none of its vetoes does).
-    """
-
-    __slots__ = ("_always", "_anchored", "_anchors", "_ordered", "_ordered_anchored", "_unless")
-
-    def __init__(self, tables: dict[str, Phrases]) -> None:
-        always: list[tuple[str, str]] = []
-        anchored: dict[str, list[tuple[str, str]]] = {}
-        ordered: list[tuple[tuple[str, ...], str]] = []
-        ordered_anchored: dict[str, list[tuple[tuple[str, ...], str]]] = {}
-        self._unless = {reason: p.unless for reason, p in tables.items() if p.unless}
-        for reason, phrases in tables.items():
-            always.extend((phrase, reason) for phrase in phrases._always)
-            for anchor, group in phrases._anchored.items():
-                anchored.setdefault(anchor, []).extend((phrase, reason) for phrase in group)
-            ordered.extend((pieces, reason) for pieces in phrases._ordered)
-            for anchor, pieces_group in phrases._ordered_anchored.items():
-                ordered_anchored.setdefault(anchor, []).extend(
-                    (pieces, reason) for pieces in pieces_group
-                )
-        self._always = tuple(always)
-        self._anchored = {k: tuple(v) for k, v in anchored.items()}
-        self._ordered = tuple(ordered)
-        self._ordered_anchored = {k: tuple(v) for k, v in ordered_anchored.items()}
-        self._anchors = frozenset(self._anchored) | frozenset(self._ordered_anchored)
-
-    def reasons(self, text: str, words: frozenset[str]) -> frozenset[str]:
-        """The reasons the lowercased ``text`` words (``words``: :func:`words_of` of it)."""
-        if not text:
-            return frozenset()
-        found: set[str] = set()
-        for phrase, reason in self._always:
-            if reason not in found and phrase in text:
-                found.add(reason)
-        for pieces, reason in self._ordered:
-            if reason not in found and aligned(text, pieces):
-                found.add(reason)
-        for anchor in self._anchors.intersection(words):
-            for phrase, reason in self._anchored.get(anchor, ()):
-                if reason not in found and phrase in text:
-                    found.add(reason)
-            for pieces, reason in self._ordered_anchored.get(anchor, ()):
-                if reason not in found and aligned(text, pieces):
-                    found.add(reason)
-        for reason in [r for r in found if r in self._unless]:
-            if any(veto in text for veto in self._unless[reason]):
-                found.discard(reason)
-        return frozenset(found)

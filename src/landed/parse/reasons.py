@@ -21,11 +21,11 @@ several match, and how the status code weighs in, is decided in
 
 from __future__ import annotations
 
-from landed.parse.matching import PhraseIndex, Phrases, aligned, words_of
+from landed.parse.matching import Phrases, aligned, words_of
 from landed.parse.phrases_message import MESSAGE_PHRASES
 from landed.parse.phrases_party import PARTY_PHRASES
 
-__all__ = ["INDEX", "PHRASES", "REASONS", "Phrases", "aligned", "includes", "words_of"]
+__all__ = ["PHRASES", "REASONS", "Phrases", "aligned", "includes", "words_of"]
 
 #: Every reason the parser can report.
 REASONS = (
@@ -68,8 +68,6 @@ REASONS = (
 
 #: The phrase table of every reason that has one.
 PHRASES: dict[str, Phrases] = {**PARTY_PHRASES, **MESSAGE_PHRASES}
-#: All of them at once: which reasons a text words (see :class:`PhraseIndex`).
-INDEX = PhraseIndex(PHRASES)
 
 
 def includes(reason: str, text: str, words: frozenset[str] | None = None) -> bool:
