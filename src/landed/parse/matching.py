@@ -110,18 +110,22 @@ class Phrases:
             for phrase in self._always:
                 if phrase in text:
                     return True
-            for anchor in self._anchors.intersection(words):
-                for phrase in self._anchored[anchor]:
-                    if phrase in text:
-                        return True
+            # Most texts share no anchor with a reason: test that without a new set.
+            if not self._anchors.isdisjoint(words):
+                for anchor in self._anchors.intersection(words):
+                    for phrase in self._anchored[anchor]:
+                        if phrase in text:
+                            return True
         if words is None:
             return any(aligned(text, pieces) for pieces in self.ordered)
         for pieces in self._ordered:
-            if aligned(text, pieces):
+            # The first piece is tested here: most texts fail on it, without a call.
+            if pieces[0] in text and aligned(text, pieces):
                 return True
+        if self._ordered_anchors.isdisjoint(words):
+            return False
         for anchor in self._ordered_anchors.intersection(words):
             for pieces in self._ordered_anchored[anchor]:
                 if aligned(text, pieces):
                     return True
         return False
-

@@ -280,6 +280,9 @@ class Mail:
         return None
 
 
+_SEVEN_BIT_CHARSETS = ("2022", "utf-7", "utf7", "hz-gb")
+
+
 def _part_text(ctype: str, params: dict[str, str], cte: str, body: str) -> str:
     if ctype in _MESSAGE_TYPES or ctype.startswith("message/"):
         if cte.lower().strip() in ("base64", "quoted-printable"):
@@ -287,6 +290,16 @@ def _part_text(ctype: str, params: dict[str, str], cte: str, body: str) -> str:
         return body
     if not ctype.startswith("text/") and ctype != "":
         return ""
+    charset = params.get("charset", "").lower()
+    if (
+        body.isascii()
+        and cte.lower().strip() not in ("base64", "quoted-printable")
+        and not any(seven_bit in charset for seven_bit in _SEVEN_BIT_CHARSETS)
+    ):
+        # Plain ASCII needs no decoding (most bounces), unless the charset is a
+        # 7-bit encoding of something else (ISO-2022-JP: Japanese in escapes).
+        text = normalize_newlines(body)
+        return html_to_text(text) if ctype == "text/html" else text
     data = decode_transfer(body, cte) if cte else body.encode("latin-1", "replace")
     text = normalize_newlines(_decode_bytes(data, params.get("charset", "")))
     if ctype == "text/html":

@@ -18,24 +18,26 @@ __all__ = ["ADDRESS", "find_addresses", "find_command", "find_remote_host"]
 ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
 
 # Ordered by specificity: the first that matches wins. Each has a cheap
-# lowercase marker that must be in the text before the pattern is tried.
+# lowercase marker that must be in the text before the pattern is tried; the
+# patterns run on the lowercased text (a case-insensitive pattern cannot use the
+# fast literal search, and human parts are long).
 _COMMAND_PATTERNS: tuple[tuple[str, re.Pattern[str], str | None], ...] = (
     # Postfix: "(in reply to RCPT TO command)", "(in reply to end of DATA command)"
     (
         "in reply to",
         re.compile(
-            r"in reply to (?:end of )?(MAIL FROM|RCPT TO|DATA|HELO|EHLO|STARTTLS|AUTH|QUIT)\b", re.I
+            r"in reply to (?:end of )?(mail from|rcpt to|data|helo|ehlo|starttls|auth|quit)\b"
         ),
         None,
     ),
     # Exim: "SMTP error from remote mail server after RCPT TO:<...>:"
-    ("after ", re.compile(r"after (?:end of data|data)\b", re.I), "DATA"),
-    ("after ", re.compile(r"after (MAIL FROM|RCPT TO|HELO|EHLO|STARTTLS|AUTH)\b", re.I), None),
-    ("after initial", re.compile(r"after initial connection", re.I), "CONN"),
+    ("after ", re.compile(r"after (?:end of data|data)\b"), "DATA"),
+    ("after ", re.compile(r"after (mail from|rcpt to|helo|ehlo|starttls|auth)\b"), None),
+    ("after initial", re.compile(r"after initial connection"), "CONN"),
     # Sendmail / Courier transcript: ">>> RCPT To:<...>"
-    (">>> ", re.compile(r"^>>> (MAIL|RCPT|DATA|HELO|EHLO|STARTTLS|QUIT)\b", re.I | re.M), "last"),
+    (">>> ", re.compile(r"^>>> (mail|rcpt|data|helo|ehlo|starttls|quit)\b", re.M), "last"),
     # qmail: "most progress was RCPT TO response"
-    (" response", re.compile(r"(MAIL FROM|RCPT TO|DATA|HELO|EHLO) response", re.I), None),
+    (" response", re.compile(r"(mail from|rcpt to|data|helo|ehlo) response"), None),
 )
 
 
@@ -53,6 +55,22 @@ def _normalize(command: str) -> str:
 # The neighbours (not inside a longer word, an address or a host name) are
 # checked in code: a leading lookbehind would make every search slow.
 _BARE_COMMAND = re.compile(r"HELO|EHLO|STARTTLS|AUTH|MAIL F|RCPT|DATA|QUIT")
+
+
+def _has_command(text: str) -> bool:
+    """Whether any command name is in ``text`` (plain substring tests: faster than the scan)."""
+    return (
+        "RCPT" in text
+        or "DATA" in text
+        or "MAIL F" in text
+        or "HELO" in text
+        or "EHLO" in text
+        or "AUTH" in text
+        or "STARTTLS" in text
+        or "QUIT" in text
+    )
+
+
 _WORDLIKE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789@.")
 # Protocol order: when several are named, the latest step is the one that failed.
 _PROTOCOL_ORDER = {
@@ -76,13 +94,15 @@ def find_command(text: str) -> str:
         if marker not in lowered:
             continue
         if fixed == "last":
-            found = pattern.findall(text)
+            found = pattern.findall(lowered)
             if found:
                 return _normalize(found[-1])
             continue
-        match = pattern.search(text)
+        match = pattern.search(lowered)
         if match is not None:
             return fixed if fixed is not None else _normalize(match.group(1))
+    if not _has_command(text):
+        return ""
     best = ""
     size = len(text)
     for match in _BARE_COMMAND.finditer(text):
@@ -95,23 +115,28 @@ def find_command(text: str) -> str:
     return best
 
 
-_HOST_SAID = re.compile(
-    r"\bhost\s+([A-Za-z0-9][A-Za-z0-9.-]*\.[A-Za-z]{2,})\.?\s*\[?[\d.:a-fA-F]*\]?\s+said:", re.I
-)
-_TALKING_TO = re.compile(r"while talking to\s+([A-Za-z0-9][A-Za-z0-9.-]*\.[A-Za-z]{2,})\.?:", re.I)
+# Run on the lowercased text, each after a cheap marker check (see above).
+_HOST_SAID = re.compile(r"\bhost\s+([a-z0-9][a-z0-9.-]*\.[a-z]{2,})\.?\s*\[?[\d.:a-f]*\]?\s+said:")
+_TALKING_TO = re.compile(r"while talking to\s+([a-z0-9][a-z0-9.-]*\.[a-z]{2,})\.?:")
 _REMOTE_SERVER = re.compile(
-    r"(?:remote (?:mail )?server|connect(?:ed|ion)? "
-    r"to)\s+\[?([A-Za-z0-9][A-Za-z0-9.-]*\.[A-Za-z0-9]{2,})\]?",
-    re.I,
+    r"(?:remote (?:mail )?server|connect(?:ed|ion)? to)\s+\[?([a-z0-9][a-z0-9.-]*\.[a-z0-9]{2,})\]?"
+)
+_HOST_PATTERNS = (
+    (("said:",), _HOST_SAID),
+    (("while talking to",), _TALKING_TO),
+    (("server", "connect"), _REMOTE_SERVER),
 )
 
 
 def find_remote_host(text: str) -> str:
     """The remote host a bounce says answered, or ``""``."""
-    for pattern in (_HOST_SAID, _TALKING_TO, _REMOTE_SERVER):
-        match = pattern.search(text)
+    lowered = text.lower()
+    for markers, pattern in _HOST_PATTERNS:
+        if not any(marker in lowered for marker in markers):
+            continue
+        match = pattern.search(lowered)
         if match is not None:
-            return match.group(1).rstrip(".").lower()
+            return match.group(1).rstrip(".")
     return ""
 
 

@@ -39,7 +39,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 #: How long a SQLite statement waits for a lock held by another process.
 BUSY_TIMEOUT_SECONDS = 30.0
 #: The longest pause between two tries of ``BEGIN IMMEDIATE``.
-_BEGIN_MAX_PAUSE = 0.0003
+_BEGIN_MAX_PAUSE = 0.001
 #: The newest migration; bump it with each new migration (tests check it is Alembic's head).
 SCHEMA_REVISION = "0003"
 

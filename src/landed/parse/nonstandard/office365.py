@@ -95,12 +95,15 @@ _RCPT = re.compile(r"unknown recipient or mailbox unavailable ->.+<?.+@.+\.[a-zA
 def _is_office365(mail: Mail) -> bool:
     headers = mail.headers
     votes = int("Undeliverable:" in headers.get("subject"))
-    votes += sum(1 for h in _MARK_HEADERS if h in headers)
-    votes += int(bool(_OUTLOOK_HOST.match(headers.get("message-id"))))
+    for name in _MARK_HEADERS:
+        if name in headers:
+            votes += 1
+    message_id = headers.get("message-id")
+    votes += int("outlook.com" in message_id and bool(_OUTLOOK_HOST.match(message_id)))
     if votes != 1:
         # Received lines give one vote at most: scan them only when it decides.
         return votes >= 2
-    return any(_OUTLOOK_HOST.match(r) for r in headers.get_all("received"))
+    return any("outlook.com" in r and _OUTLOOK_HOST.match(r) for r in headers.get_all("received"))
 
 
 def read(mail: Mail) -> Detected | None:

@@ -117,7 +117,9 @@ _ONHOLD = (" does not like recipient.", _EXPIRED)
 def read(mail: Mail) -> Detected | None:
     """Read a qmail bounce."""
     body = mail.body
-    if not any(marker in body for marker in _START):
+    # Every recipient is an "<address>:" line: without one there is nothing to
+    # read, and this one test is cheaper than looking for each opening.
+    if ">:" not in body or not any(marker in body for marker in _START):
         return None
     explanation, _ = cut(body, _RETURNED)
     lines = explanation.split("\n")
