@@ -35,7 +35,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.corpus_compare import Agreement, compare, corpus_dir, load_manifest
+from bench.corpus_compare import (
+    Agreement,
+    Tally,
+    compare,
+    compare_reference,
+    corpus_dir,
+    load_manifest,
+)
 
 _HERE = Path(__file__).resolve().parent
 _WHOLE = """
@@ -68,7 +75,7 @@ def _pct(part: int, whole: int) -> str:
     return f"{100.0 * part / whole:5.1f}%" if whole else "    -"
 
 
-def print_accuracy(agreement: Agreement, *, misses: bool) -> None:
+def print_accuracy(agreement: Agreement, *, misses: bool, reference: Tally | None = None) -> None:
     """Overall and per-source agreement, and the confusion table."""
     total = agreement.total
     print("== Accuracy on the public corpus (records compared in order with the manifest)")
@@ -92,10 +99,12 @@ def print_accuracy(agreement: Agreement, *, misses: bool) -> None:
         f"   kind (all {agreement.kind_total} emails) "
         f"{_pct(agreement.kind_right, agreement.kind_total)}"
     )
-    print(
-        "   reference, Sisimai 5.1.0p3 on the same records: "
-        "reason 86.5%, status 89.4% (corpus README)"
-    )
+    if reference is not None and reference.records:
+        print(
+            "   reference, Sisimai 5.1.0p3 (manifest's sisimai_v5) on the same records: "
+            f"reason {_pct(reference.reason, reference.records)}, "
+            f"status {_pct(reference.status, reference.records)}"
+        )
     print()
     print("== Per source MTA (records, recipient, reason, status)")
     print(f"   {'source_mta':<24}{'recs':>5}{'rcpt':>8}{'reason':>8}{'status':>8}")
@@ -233,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     rows = load_manifest(base)
     if not args.no_accuracy:
-        print_accuracy(compare(rows), misses=args.misses)
+        print_accuracy(compare(rows), misses=args.misses, reference=compare_reference(rows))
     if not args.no_speed:
         files = sorted(str(row.path) for row in rows)
         print_speed(

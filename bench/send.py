@@ -7,7 +7,7 @@ with the same flags, Postfix's ``smtp-source`` pushing the same number of 1 KB
 messages at the same concurrency, and Python's bare ``smtplib`` over one
 connection. See ``docs/benchmarks.md`` for the method and the figures.
 
-    .venv/bin/python bench/send.py                      # everything (a few minutes)
+    .venv/bin/python bench/send.py                      # everything (20-40 minutes)
     .venv/bin/python bench/send.py --quick              # SQLite, smtp-sink, 1 worker
     .venv/bin/python bench/send.py --engines sqlite --workers 1 --messages 5000
 
@@ -17,17 +17,23 @@ What one landed measurement is:
    file, or a new PostgreSQL database that is dropped afterwards), migrated.
 2. Start K ``python -m landed worker`` processes and wait until each has logged
    "started"; send a small warm-up notification and wait until it is settled.
-   Process start-up is *not* in the figure.
-3. Start the clock; record N deliveries through ``Client.notify`` (N/10
-   notifications of 10 recipients each, one transaction per notification,
+   Process start-up is *not* in the figures.
+3. End to end: start the clock; record N deliveries through ``Client.notify``
+   (N/10 notifications of 10 recipients each, one transaction per notification,
    recipients drawn round-robin from a pool, so that each email lists that
    recipient's earlier still-unconfirmed notifications, as in production);
    stop the clock when the outbox is empty, i.e. when every delivery's 250
    from the sink has been committed to the ledger as ``submitted`` evidence.
    The workers run while notify runs: the figure is the whole path.
-4. Check the ledger: exactly N+warm-up deliveries, all ``submitted``, one
-   ``smtp-reply`` evidence row each and nothing else (no retries, no duplicates);
-   for the aiosmtpd sink also the sink's own count. Any failure exits non-zero.
+4. Drain: record N more deliveries in one transaction (not timed), then time
+   the workers emptying the outbox: the sending side alone.
+5. Check the ledger: exactly 2N + warm-up deliveries, all ``submitted``, one
+   ``smtp-reply`` evidence row each and nothing else (no retries, no
+   duplicates); for the aiosmtpd sink also the sink's own count. Any failure
+   exits non-zero.
+
+Alongside: CPU time per delivery of each part (and of other processes on the
+machine, which on a shared machine say how far to trust a figure).
 """
 
 from __future__ import annotations
@@ -55,7 +61,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
 SIGNING_KEY = "benchbenchbenchbenchbenchbench0123"
 PG_ADMIN_URL = os.environ.get("LANDED_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 WARMUP = 10

@@ -351,7 +351,7 @@ def _clean_diagnostic(text: str, reply: str, status: str) -> str:
     if "<html>" in text.lower():
         text = _HTML.sub(" ", text)
     text = " ".join(text.split())
-    return _BOUNDARY_TAIL.sub("", text)
+    return _BOUNDARY_TAIL.sub("", text) if " --" in text else text
 
 
 def _is_pseudo(status: str) -> bool:
@@ -396,17 +396,17 @@ def finish(
 
     reason = draft.reason
     if reason in _VAGUE:
-        lowered = diagnostic.lower()
         facts = Facts(
             status=status,
             diagnostic=diagnostic,
             command=draft.command,
             reply=reply_code,
             spec=spec,
-            action=action,
+            # As written: "Action: expired" (SendGrid) says why, though it reports as failed.
+            action="expired" if draft.action.lower().strip() == "expired" else action,
             preset=reason,
         )
-        found = local_agent_reason(lowered, draft.command)
+        found = local_agent_reason(facts.text, draft.command)
         if found in _NOT_EXPLICIT and (
             "RESOLVER." in diagnostic or "QUEUE." in diagnostic or "SMTPSEND." in diagnostic
         ):
@@ -421,7 +421,7 @@ def finish(
             found = "onhold" if diagnostic else (reason or "undefined")
         reason = found
 
-    hard = _hard(reason, status, f"{status} {diagnostic}".strip())
+    hard = _hard(reason, status, f"{status} {diagnostic}".strip() if reason == "notaccept" else "")
     if not status and reason not in ("delivered", "feedback", "vacation"):
         status = sisimai_pseudo(reason, is_temporary(f"{reply_code} {diagnostic}".strip()))
     # A code made up from the wording (Sisimai's X.0.9NN) is reported as what it

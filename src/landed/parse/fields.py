@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 __all__ = ["DsnFields", "DsnRecord", "address_of", "read_fields"]
 
 _ADDRESS = re.compile(r"[^\s<>\"'(),;:\[\]]+@[^\s<>\"'(),;:\[\]]+")
-_FIELD = re.compile(r"([A-Za-z][A-Za-z0-9-]*)[ \t]*:[ \t]*(.*)")
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9-]*")
 _PER_MESSAGE = frozenset(
     {"reporting-mta", "original-envelope-id", "arrival-date", "received-from-mta",
      "dsn-gateway", "x-postfix-sender", "x-postfix-queue-id", "x-original-message-id"}
@@ -81,22 +81,40 @@ class DsnFields:
     records: list[DsnRecord] = field(default_factory=list)
 
 
+# Field name as written (before the colon) -> lowercase name, or "" when it is
+# not a field name; the same names recur in every report, so each is checked
+# once (a bounded table).
+_NAMES: dict[str, str] = {}
+
+
+def _field_name(raw: str) -> str:
+    name = _NAME.fullmatch(raw.rstrip(" \t"))
+    lowered = name.group(0).lower() if name is not None else ""
+    if len(_NAMES) < 4096:
+        _NAMES[raw] = lowered
+    return lowered
+
+
 def _unfold(text: str) -> list[tuple[str, str]]:
     """(lowercase name, value) pairs; continuation lines are joined with a space."""
     pairs: list[tuple[str, str]] = []
+    names = _NAMES
     for line in text.split("\n"):
-        if not line.strip():
+        if not line or line.isspace():
             # Keep block boundaries: they separate recipients.
             if pairs and pairs[-1][0] != "\n":
                 pairs.append(("\n", ""))
             continue
-        if line[0] in " \t" and pairs and pairs[-1][0] != "\n":
-            if pairs:
-                name, value = pairs[-1]
-                pairs[-1] = (name, f"{value} {line.strip()}")
+        if (line[0] == " " or line[0] == "\t") and pairs and pairs[-1][0] != "\n":
+            name, value = pairs[-1]
+            pairs[-1] = (name, f"{value} {line.strip()}")
             continue
-        match = _FIELD.match(line)
-        if match is None:
+        colon = line.find(":")
+        name = ""
+        if colon > 0:
+            raw = line[:colon]
+            name = names.get(raw) or ("" if raw in names else _field_name(raw))
+        if not name:
             # A bare line inside a Diagnostic-Code continues it (broken folding).
             if pairs and pairs[-1][0] == "diagnostic-code":
                 name, value = pairs[-1]
@@ -104,7 +122,7 @@ def _unfold(text: str) -> list[tuple[str, str]]:
             else:
                 pairs.append(("", line))
             continue
-        pairs.append((match.group(1).lower(), match.group(2).strip()))
+        pairs.append((name, line[colon + 1 :].strip()))
     return pairs
 
 

@@ -81,10 +81,15 @@ def local_agent_reason(diagnostic: str, command: str) -> str:
     """
     if not diagnostic or command not in ("", "DATA"):
         return ""
-    for agent, marks in _AGENT_MARKS:
-        if any(mark in diagnostic for mark in marks):
+    for mark, agent in _MARKS:
+        if mark in diagnostic:
             for reason, phrases in _AGENT_REASONS[agent]:
-                if any(phrase in diagnostic for phrase in phrases):
-                    return reason
+                for phrase in phrases:
+                    if phrase in diagnostic:
+                        return reason
             return "mailererror"
     return ""
+
+
+# (mark, agent), flat: the common case (no agent named) is one loop of substring tests.
+_MARKS = tuple((mark, agent) for agent, marks in _AGENT_MARKS for mark in marks)

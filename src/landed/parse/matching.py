@@ -66,6 +66,8 @@ class Phrases:
         init=False, repr=False, compare=False
     )
     _ordered_anchors: frozenset[str] = field(init=False, repr=False, compare=False)
+    #: Every anchor word: a text with none of them needs no indexed lookup.
+    _all_anchors: frozenset[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         always: list[str] = []
@@ -90,6 +92,7 @@ class Phrases:
         object.__setattr__(self, "_ordered", tuple(loose))
         object.__setattr__(self, "_ordered_anchored", {k: tuple(v) for k, v in by_anchor.items()})
         object.__setattr__(self, "_ordered_anchors", frozenset(by_anchor))
+        object.__setattr__(self, "_all_anchors", self._anchors | self._ordered_anchors)
 
     def match(self, text: str, words: frozenset[str] | None = None) -> bool:
         """Whether the lowercased ``text`` words this reason.
@@ -103,27 +106,23 @@ class Phrases:
             if veto in text:
                 return False
         if words is None:
-            for phrase in self.substrings:
-                if phrase in text:
-                    return True
-        else:
-            for phrase in self._always:
-                if phrase in text:
-                    return True
-            # Most texts share no anchor with a reason: test that without a new set.
-            if not self._anchors.isdisjoint(words):
-                for anchor in self._anchors.intersection(words):
-                    for phrase in self._anchored[anchor]:
-                        if phrase in text:
-                            return True
-        if words is None:
-            return any(aligned(text, pieces) for pieces in self.ordered)
+            return any(phrase in text for phrase in self.substrings) or any(
+                aligned(text, pieces) for pieces in self.ordered
+            )
+        for phrase in self._always:
+            if phrase in text:
+                return True
         for pieces in self._ordered:
             # The first piece is tested here: most texts fail on it, without a call.
             if pieces[0] in text and aligned(text, pieces):
                 return True
-        if self._ordered_anchors.isdisjoint(words):
+        # Most texts share no anchor with a reason: test that without a new set.
+        if self._all_anchors.isdisjoint(words):
             return False
+        for anchor in self._anchors.intersection(words):
+            for phrase in self._anchored[anchor]:
+                if phrase in text:
+                    return True
         for anchor in self._ordered_anchors.intersection(words):
             for pieces in self._ordered_anchored[anchor]:
                 if aligned(text, pieces):

@@ -37,8 +37,9 @@ _ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?]*)\?=")
 _BETWEEN_WORDS = re.compile(r"(\?=)[ \t\n]+(=\?)")
 _PARAM = re.compile(r';\s*([A-Za-z0-9_\-*]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;\s]*)')
 _TAG = re.compile(r"<[^>]*>")
-_SCRIPT = re.compile(r"<(script|style)[^>]*>.*?</\1\s*>", re.S | re.I)
-_BLOCK_TAG = re.compile(r"<\s*(?:br|/p|/div|/tr|/li|/h[1-6])\b[^>]*>", re.I)
+# Case-insensitive only after the "<": a leading literal lets the scan skip ahead.
+_SCRIPT = re.compile(r"<(?i:(script|style))[^>]*>.*?</(?i:\1)\s*>", re.S)
+_BLOCK_TAG = re.compile(r"<\s*(?i:br|/p|/div|/tr|/li|/h[1-6])\b[^>]*>")
 # Part types whose body is another message (or its header): kept as raw text.
 _MESSAGE_TYPES = frozenset(
     {"message/rfc822", "text/rfc822-headers", "message/global", "message/global-headers"}
@@ -94,9 +95,25 @@ def split_header_block(text: str) -> tuple[str, str]:
     return text[: end + 1], text[end + 2 :]
 
 
+# Field name as written -> lowercase name, or "" when it is not a field name
+# (RFC 5322 section 2.2: printable ASCII, no spaces). The same few dozen names
+# recur in every message, so each is worked out once; the table is bounded.
+_NAMES: dict[str, str] = {}
+_NAMES_MAX = 4096
+
+
+def _field_name(raw: str) -> str:
+    field = raw.rstrip()
+    name = "" if " " in field or "\t" in field or not field.isascii() else field.lower()
+    if len(_NAMES) < _NAMES_MAX:
+        _NAMES[raw] = name
+    return name
+
+
 def parse_headers(block: str) -> Headers:
     """Parse a header block (LF line endings). Lines that are not fields are skipped."""
     items: list[tuple[str, str]] = []
+    names = _NAMES
     name = ""
     value = ""
     for line in block.split("\n"):
@@ -109,16 +126,15 @@ def parse_headers(block: str) -> Headers:
             continue
         if name:
             items.append((name, value))
-            name = ""
         colon = line.find(":")
         if colon <= 0:
+            name = ""
             continue
-        field = line[:colon].rstrip()
-        # A field name is printable ASCII without spaces (RFC 5322 section 2.2).
-        if " " in field or "\t" in field or not field.isascii():
-            continue
-        name = field.lower()
-        value = line[colon + 1 :].strip()
+        raw = line[:colon]
+        known = names.get(raw)
+        name = _field_name(raw) if known is None else known
+        if name:
+            value = line[colon + 1 :].strip()
     if name:
         items.append((name, value))
     return Headers(items)
@@ -227,10 +243,12 @@ def decode_transfer(body: str, encoding: str) -> bytes:
 
 def html_to_text(text: str) -> str:
     """A plain-text reading of an HTML body: tags dropped, entities decoded."""
-    text = _SCRIPT.sub(" ", text)
+    lowered = text.lower()
+    if "<script" in lowered or "<style" in lowered:
+        text = _SCRIPT.sub(" ", text)
     text = _BLOCK_TAG.sub("\n", text)
     text = _TAG.sub("", text)
-    return html.unescape(text)
+    return html.unescape(text) if "&" in text else text
 
 
 @dataclass(slots=True)
@@ -280,7 +298,9 @@ class Mail:
         return None
 
 
-_SEVEN_BIT_CHARSETS = ("2022", "utf-7", "utf7", "hz-gb")
+def _is_seven_bit(charset: str) -> bool:
+    """Whether ``charset`` is a 7-bit encoding of non-ASCII text (ISO-2022-*, UTF-7, HZ)."""
+    return "2022" in charset or "utf-7" in charset or "utf7" in charset or "hz-gb" in charset
 
 
 def _part_text(ctype: str, params: dict[str, str], cte: str, body: str) -> str:
@@ -294,7 +314,7 @@ def _part_text(ctype: str, params: dict[str, str], cte: str, body: str) -> str:
     if (
         body.isascii()
         and cte.lower().strip() not in ("base64", "quoted-printable")
-        and not any(seven_bit in charset for seven_bit in _SEVEN_BIT_CHARSETS)
+        and not (charset and _is_seven_bit(charset))
     ):
         # Plain ASCII needs no decoding (most bounces), unless the charset is a
         # 7-bit encoding of something else (ISO-2022-JP: Japanese in escapes).
@@ -341,8 +361,31 @@ def _split_multipart(body: str, boundary: str) -> list[str]:
 def first_fields(block: str, names: tuple[str, ...]) -> dict[str, str]:
     """The first value of each of ``names`` (lowercase) in a header block, unfolded.
 
-    Much cheaper than :func:`parse_headers` when only a few fields matter.
+    Much cheaper than :func:`parse_headers` when only a few fields matter: each
+    name is looked for with one substring search of the lowercased block.
     """
+    found: dict[str, str] = {}
+    lowered = "\n" + block.lower()
+    for name in names:
+        at = lowered.find(f"\n{name}:")
+        if at < 0:
+            if f"\n{name} " in lowered or f"\n{name}\t" in lowered:
+                # "Subject :" (obsolete syntax): read line by line.
+                return _first_fields_slowly(block, names)
+            continue
+        start = at + len(name) + 2  # "\n" + name + ":"
+        end = lowered.find("\n", start)
+        value = block[start - 1 : (end - 1 if end >= 0 else len(block))].strip()
+        while end >= 0 and lowered[end + 1 : end + 2] in (" ", "\t"):
+            following = lowered.find("\n", end + 1)
+            piece = block[end : (following - 1 if following >= 0 else len(block))].strip()
+            value = f"{value} {piece}" if value else piece
+            end = following
+        found[name] = value
+    return found
+
+
+def _first_fields_slowly(block: str, names: tuple[str, ...]) -> dict[str, str]:
     found: dict[str, str] = {}
     current = ""
     for line in block.split("\n"):
@@ -390,10 +433,14 @@ def _walk(
     parts: list[Part],
     depth: int,
     default: str,
-    fields: tuple[str, str] | None = None,
+    top: tuple[str, dict[str, str], str] | None = None,
 ) -> None:
-    raw_ctype, cte = fields if fields is not None else _content_fields(block)
-    ctype, params = content_type(raw_ctype) if raw_ctype else (default, {})
+    if top is None:
+        raw_ctype, cte = _content_fields(block)
+        ctype, params = content_type(raw_ctype) if raw_ctype else (default, {})
+    else:
+        # The message's own header, already read by read_mail.
+        ctype, params, cte = top
     if ctype.startswith("multipart/") and depth < _MAX_DEPTH:
         boundary = params.get("boundary", "")
         chunks = _split_multipart(body, boundary) if boundary else []
@@ -435,7 +482,12 @@ def read_mail(raw: bytes) -> Mail:
     ctype, params = content_type(raw_ctype) if raw_ctype else ("text/plain", {})
     parts: list[Part] = []
     _walk(
-        block, body, parts, 0, "text/plain", (raw_ctype, headers.get("content-transfer-encoding"))
+        block,
+        body,
+        parts,
+        0,
+        "text/plain",
+        (ctype, params, headers.get("content-transfer-encoding")),
     )
     if ctype.startswith("multipart/") and (len(parts) > 1 or parts[0].ctype != "text/plain"):
         flat = _flatten(parts)

@@ -272,6 +272,7 @@ MESSAGE_PHRASES: dict[str, Phrases] = {
             "host is unreachable",
             "host name lookup failure",
             "host not found, try again",
+            "dns lookup failed.",  # Courier: no answer from the destination's DNS
             "mail forwarding loop for ",  # Postfix
             "malformed name server reply",
             "malformed or unexpected name server reply",

@@ -218,6 +218,7 @@ PARTY_PHRASES: dict[str, Phrases] = {
             "host or domain name not found",
             "host unknown",
             "host unreachable",
+            "illegal host/domain name found",  # Oracle Communications Messaging Server
             "mail domain mentioned in email address is unknown",
             "name or service not known",
             "no such domain",

@@ -21,6 +21,7 @@ from landed.parse.draft import Detected
 from landed.parse.mime import Mail
 from landed.parse.nonstandard import (
     activehunter,
+    amavis,
     amazonses,
     apachejames,
     biglobe,
@@ -71,6 +72,7 @@ EARLY: tuple[tuple[str, Reader], ...] = (
     ("qmail", qmail.read),
     ("opensmtpd", opensmtpd.read),
     ("courier", courier.read),
+    ("amavis", amavis.read),
     ("exchange2003", exchange2003.read),
     ("v5sendmail", v5sendmail.read),
     ("activehunter", activehunter.read),

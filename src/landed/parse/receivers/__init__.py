@@ -92,10 +92,15 @@ def provider_of(*, domain: str, remote: str, local: str) -> Callable[[Facts], st
     for host in (remote, local):
         if not host:
             continue
-        for suffix in _suffixes(host.lower()):
-            rules = _BY_SUFFIX.get(suffix) or _BY_SUFFIX.get("." + suffix)
-            if rules is not None:
-                return rules
+        host = host.lower()
+        rules = _BY_SUFFIX.get(host) or _BY_SUFFIX.get("." + host)
+        at = host.find(".")
+        while rules is None and at >= 0:
+            # ".example.com" (a parent-domain key), then "example.com" (a host key).
+            rules = _BY_SUFFIX.get(host[at:]) or _BY_SUFFIX.get(host[at + 1 :])
+            at = host.find(".", at + 1)
+        if rules is not None:
+            return rules
     return None
 
 
