@@ -9,7 +9,16 @@ import sys
 import landed
 
 PURE = ["landed.domain", "landed.compose", "landed.tokens", "landed.parse"]
-IO_MODULES = ["sqlalchemy", "alembic", "aiosmtpd", "httpx", "fastapi", "smtplib", "landed.store"]
+IO_MODULES = [
+    "sqlalchemy",
+    "alembic",
+    "aiosmtpd",
+    "httpx",
+    "fastapi",
+    "smtplib",
+    "landed.store",
+    "pydantic",
+]
 
 
 def test_public_api_is_pinned() -> None:
