@@ -14,7 +14,6 @@ from landed.parse.mime import (
     decode_header_value,
     first_fields,
     read_mail,
-    split_header_block,
 )
 from landed.parse.report import Kind, RecipientReport, Report
 
@@ -105,6 +104,15 @@ def _kind(detected: Detected, records: tuple[RecipientReport, ...], subject: str
     return Kind.BOUNCE
 
 
+def _header_block(message: str) -> str:
+    """The header block of a returned message, without copying its (maybe large) body."""
+    start = 0
+    while message.startswith("\n", start):
+        start += 1
+    end = message.find("\n\n", start)
+    return message[start : end + 1] if end >= 0 else message[start:]
+
+
 def parse(raw: bytes, envelope_rcpt: str | None = None) -> Report:
     """Read one message; never raises (unreadable input gives a ``not-bounce`` report)."""
     try:
@@ -125,14 +133,12 @@ def _parse(raw: bytes, envelope_rcpt: str | None) -> Report:
         )
         return Report(kind=Kind.NOT_BOUNCE, subject=subject, sender=sender, tokens=tokens)
 
-    returned_headers = first_fields(
-        split_header_block(detected.returned.lstrip("\n"))[0],
-        ("message-id", "subject", "from", "to"),
-    )
+    returned = _header_block(detected.returned)
+    returned_headers = first_fields(returned, ("message-id", "subject", "from", "to"))
     tokens = find_tokens(
         envelope_rcpt=envelope_rcpt,
         envid=detected.envid,
-        returned=detected.returned,
+        returned=returned,
         delivered_to=delivered_to,
         body=mail.body,
     )
