@@ -109,11 +109,15 @@ class Facts:
         """Whether the diagnostic words ``reason`` (memoized: probes ask repeatedly)."""
         said = self._said.get(reason)
         if said is None:
-            if self._words is None:
-                self._words = words_of(self.text)
-            said = PHRASES[reason].match(self.text, self._words)
-            self._said[reason] = said
+            words = self._words
+            if words is None:
+                words = self._words = words_of(self.text)
+            said = self._said[reason] = _MATCHERS[reason](self.text, words)
         return said
+
+
+# Each reason's bound matcher, looked up once per question.
+_MATCHERS = {reason: phrases.match for reason, phrases in PHRASES.items()}
 
 
 # --- first round: reasons that a code or a precise phrase names ------------------

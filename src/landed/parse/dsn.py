@@ -15,7 +15,7 @@ import re
 
 from landed.parse.draft import Detected, Draft
 from landed.parse.fields import DsnFields, read_fields
-from landed.parse.localagents import local_agent_reason
+from landed.parse.localagents import local_agent_reason, names_an_agent
 from landed.parse.mime import Mail
 from landed.parse.transcript import find_addresses, find_command
 
@@ -213,9 +213,12 @@ def read(mail: Mail) -> Detected | None:
         # A remote reply in the DSN says it all, unless the explanation is a
         # local delivery agent's own message (Dovecot's "Your message to <x>
         # was automatically rejected: Not enough disk space" beside a 5.1.1).
-        merge = not _is_remote_reply(own) or bool(
-            local_agent_reason(" ".join(human.lower().split()), "")
-        )
+        merge = not _is_remote_reply(own)
+        if not merge:
+            lowered = human.lower()
+            merge = names_an_agent(lowered) and bool(
+                local_agent_reason(" ".join(lowered.split()), "")
+            )
         leading = leading_text(human) if merge else ""
         if leading:
             if own and own.lower() in leading.lower():

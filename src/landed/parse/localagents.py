@@ -9,7 +9,7 @@ the MTA's status code (often a generic ``5.3.0`` or ``X-Unix``).
 
 from __future__ import annotations
 
-__all__ = ["local_agent_reason"]
+__all__ = ["local_agent_reason", "names_an_agent"]
 
 # agent -> substrings (lowercase) that name it in a diagnostic.
 _AGENT_MARKS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -93,3 +93,8 @@ def local_agent_reason(diagnostic: str, command: str) -> str:
 
 # (mark, agent), flat: the common case (no agent named) is one loop of substring tests.
 _MARKS = tuple((mark, agent) for agent, marks in _AGENT_MARKS for mark in marks)
+
+
+def names_an_agent(lowered: str) -> bool:
+    """Whether the lowercased text quotes a local delivery agent at all (cheap)."""
+    return any(mark in lowered for mark, _agent in _MARKS)
