@@ -8,7 +8,7 @@ on stderr, never a traceback: exit status 2 for bad configuration or usage,
 
 from __future__ import annotations
 
-from landed.cli import answers, inbound, send
+from landed.cli import answers, demo, inbound, operators, send, web
 from landed.cli.base import cli, main
 
-__all__ = ["answers", "cli", "inbound", "main", "send"]
+__all__ = ["answers", "cli", "demo", "inbound", "main", "operators", "send", "web"]

@@ -145,6 +145,8 @@ class Delivery(Base):
     resend_of: Mapped[str | None] = mapped_column(
         ForeignKey("delivery.id"), nullable=True, index=True
     )
+    #: The route that carried (or is carrying) it: ``relay``, ``mx``, ``ses``...
+    route: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class Alert(Base):
@@ -309,6 +311,70 @@ class Outbox(Base):
     first_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    #: Which hop of the delivery's route chain is being tried (0: the first).
+    route_index: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: Since when the current route has failed without a break (for failover).
+    route_failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class ApiToken(Base):
+    """A bearer token for the REST API. Only its SHA-256 is stored."""
+
+    __tablename__ = "api_token"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    #: The first characters of the token, shown in listings so a person can tell them apart.
+    prefix: Mapped[str] = mapped_column(String(16))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class Operator(Base):
+    """A person who may log in to the dashboard."""
+
+    __tablename__ = "operator"
+    username: Mapped[str] = mapped_column(String(64), primary_key=True)
+    #: ``scrypt$n$r$p$salt$hash`` (hashlib.scrypt); never the password itself.
+    password_hash: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class WebhookRequest(Base):
+    """A provider webhook request that passed its signature check, kept raw and whole.
+
+    Requests that fail verification are not stored (only counted).
+    """
+
+    __tablename__ = "webhook_request"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    #: ``ses``, ``sendgrid``, ``mailgun``, ``postmark``.
+    provider: Mapped[str] = mapped_column(String(16))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    peer: Mapped[str] = mapped_column(String(255))
+    #: Request headers as a JSON object.
+    headers: Mapped[str] = mapped_column(Text)
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    #: How many events it carried, and how many were new (not duplicates).
+    events: Mapped[int] = mapped_column(Integer, default=0)
+    new_events: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Forward(Base):
+    """A human reply waiting to be forwarded to the configured address (an outbox)."""
+
+    __tablename__ = "forward"
+    __table_args__ = (Index("ix_forward_available_at", "available_at"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    inbound_id: Mapped[int] = mapped_column(ForeignKey("inbound.id"), index=True)
+    delivery_id: Mapped[str | None] = mapped_column(ForeignKey("delivery.id"), nullable=True)
+    to_address: Mapped[str] = mapped_column(String(320))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    available_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 topic = cast(Table, Topic.__table__)
@@ -324,4 +390,8 @@ alert = cast(Table, Alert.__table__)
 alert_event = cast(Table, AlertEvent.__table__)
 suppression = cast(Table, Suppression.__table__)
 dispatch = cast(Table, Dispatch.__table__)
+api_token = cast(Table, ApiToken.__table__)
+operator = cast(Table, Operator.__table__)
+webhook_request = cast(Table, WebhookRequest.__table__)
+forward = cast(Table, Forward.__table__)
 metadata = Base.metadata

@@ -1,0 +1,3 @@
+"""``landed demo``: landed with a sandbox mail world. (being written)"""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""``landed user``: dashboard logins. (being written)"""
+
+from __future__ import annotations
