@@ -428,6 +428,7 @@ def run_landed(sink_kind: str, engine: str, workers: int, args: argparse.Namespa
                     client.notify(topic=topic, cls="incident", to=to, subject=subject, text=text)
                 if profiler is not None:
                     profiler.disable()
+                    Path(args.profile).mkdir(parents=True, exist_ok=True)
                     profiler.dump_stats(
                         Path(args.profile) / f"{sink_kind}-{engine}-{workers}w-notify.prof"
                     )

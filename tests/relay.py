@@ -12,7 +12,7 @@ Usage::
 
 API
 ---
-``TestRelay(*, dsn=True, tls_context=None, require_starttls=False,
+``TestRelay(*, dsn=True, pipelining=True, tls_context=None, require_starttls=False,
 implicit_tls_context=None, auth=None, auth_require_tls=False, delay=0.0,
 port=0, hostname="relay.test")``
     A context manager (or ``start()`` / ``stop()``). ``port=0`` picks a free
@@ -20,7 +20,9 @@ port=0, hostname="relay.test")``
     smtps:// server instead. ``auth=(user, password)`` offers AUTH PLAIN/LOGIN
     and refuses ``MAIL`` with ``530 5.7.0`` until the client has logged in.
     ``dsn=False`` neither advertises DSN nor accepts its parameters (``555``,
-    as aiosmtpd and real servers without DSN do). ``delay`` (seconds, may be
+    as aiosmtpd and real servers without DSN do). ``pipelining=False`` does
+    not advertise PIPELINING (RFC 2920), so clients send one command at a
+    time. ``delay`` (seconds, may be
     changed while running) is slept before the final reply to each message.
 
 ``.host``, ``.port``; ``.url(starttls=None, *, username=None, password=None, **query)``
@@ -296,6 +298,10 @@ class _Handler:
             responses = [r for r in responses if not r[4:].upper().startswith("AUTH")]
         if self.relay.dsn:
             responses.insert(len(responses) - 1, "250-DSN")
+        if self.relay.pipelining:
+            # aiosmtpd reads commands line by line, so it serves pipelined
+            # clients correctly; it just does not say so (RFC 2920).
+            responses.insert(len(responses) - 1, "250-PIPELINING")
         return responses
 
     async def handle_HELO(
@@ -399,6 +405,7 @@ class TestRelay:
         self,
         *,
         dsn: bool = True,
+        pipelining: bool = True,
         tls_context: ssl.SSLContext | None = None,
         require_starttls: bool = False,
         implicit_tls_context: ssl.SSLContext | None = None,
@@ -411,6 +418,7 @@ class TestRelay:
         if tls_context is not None and implicit_tls_context is not None:
             raise ValueError("STARTTLS and implicit TLS at once")
         self.dsn = dsn
+        self.pipelining = pipelining
         self.auth = auth
         self.delay = delay
         self.host = "127.0.0.1"

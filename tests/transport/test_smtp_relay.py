@@ -58,9 +58,11 @@ def other_ca(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_tls(tmp_path_factory.mktemp("other")).ca_file
 
 
-@pytest.fixture
-def relay() -> Iterator[TestRelay]:
-    with TestRelay() as server:
+@pytest.fixture(params=[True, False], ids=["pipelining", "lockstep"])
+def relay(request: pytest.FixtureRequest) -> Iterator[TestRelay]:
+    """The relay, advertising PIPELINING (as Postfix does) or not: every
+    relay test runs against both ways the client talks."""
+    with TestRelay(pipelining=request.param) as server:
         yield server
 
 
@@ -317,6 +319,94 @@ def test_mail_from_refused(relay: TestRelay, connect: Callable[..., SMTPRelay]) 
     result = connect(relay.url()).send(envelope(), MESSAGE)
     assert result.kind is Kind.PERMANENT
     assert (result.reply.code, result.reply.stage) == (553, Stage.MAIL)
+
+
+def test_mail_refused_then_connection_reused(
+    relay: TestRelay, connect: Callable[..., SMTPRelay]
+) -> None:
+    """With PIPELINING, RCPT and DATA were already sent after the refused MAIL:
+    their replies must be read (drained) before the connection is reused."""
+    relay.script(at="mail", reply="451 4.3.0 Try again later", times=1)
+    client = connect(relay.url())
+
+    first = client.send(envelope(), MESSAGE)
+    second = client.send(envelope(), MESSAGE)
+
+    assert (first.kind, first.reply.code, first.reply.stage) == (Kind.TEMPORARY, 451, Stage.MAIL)
+    assert second.kind is Kind.SENT
+    assert relay.connections == 1
+    assert len(relay.received) == 1
+
+
+class ScriptedServer:
+    """A raw SMTP server that answers each line with the next scripted reply,
+    recording every byte it receives: for server behaviour aiosmtpd will not show."""
+
+    def __init__(self, greeting: str, replies: list[str]) -> None:
+        self.greeting = greeting
+        self.replies = list(replies)
+        self.got = bytearray()
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(1)
+        self.port: int = self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        conn, _ = self.sock.accept()
+        with conn:
+            conn.sendall(self.greeting.encode() + b"\r\n")
+            buffer = b""
+            while self.replies:
+                data = conn.recv(65536)
+                if not data:
+                    return
+                self.got += data
+                buffer += data
+                while b"\r\n" in buffer and self.replies:
+                    _line, buffer = buffer.split(b"\r\n", 1)
+                    reply = self.replies.pop(0)
+                    if reply:
+                        conn.sendall(reply.encode() + b"\r\n")
+            conn.recv(65536)
+
+    def close(self) -> None:
+        self.sock.close()
+        self.thread.join(5)
+
+
+def test_pipelined_data_accepted_after_refused_rcpt_gets_no_body(
+    connect: Callable[..., SMTPRelay],
+) -> None:
+    """RFC 2920 section 3.1: a server that says 354 to DATA although every RCPT
+    was refused gets an empty message (a lone dot), never the body."""
+    server = ScriptedServer(
+        "220 odd.test ESMTP",
+        [
+            "250-odd.test\r\n250 PIPELINING",  # EHLO
+            "250 2.1.0 Ok",  # MAIL
+            "550 5.1.1 <x@corp.test>: no such user",  # RCPT
+            "354 go ahead",  # DATA, wrongly
+            "554 5.5.1 No valid recipients",  # the lone dot
+            "250 2.0.0 Reset",  # RSET
+        ],
+    )
+    try:
+        result = connect(f"smtp://127.0.0.1:{server.port}?starttls=off&timeout=5").send(
+            envelope("x@corp.test"), MESSAGE
+        )
+    finally:
+        server.close()
+
+    assert (result.kind, result.reply.code, result.reply.stage) == (
+        Kind.PERMANENT,
+        550,
+        Stage.RCPT,
+    )
+    wire = bytes(server.got)
+    assert b"MAIL FROM:<" in wire and b"DATA\r\n.\r\nRSET\r\n" in wire.upper()
+    assert b"Subject" not in wire  # the body was never sent
 
 
 def test_message_refused_after_data(relay: TestRelay, connect: Callable[..., SMTPRelay]) -> None:

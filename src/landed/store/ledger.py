@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -114,6 +114,15 @@ class CreatedDelivery:
 
 
 @dataclass(frozen=True, slots=True)
+class Assignment:
+    """The policy a new delivery is judged under: its name, required level, deadline."""
+
+    policy: str
+    required: Level
+    deadline_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class NotifyResult:
     """What ``notify`` recorded; ``created`` is False for an idempotent replay."""
 
@@ -176,8 +185,13 @@ def notify(
     outstanding_below: Level = Level.DELIVERED,
     outstanding_limit: int = 10,
     outstanding_days: int = 30,
+    assign: Mapping[str, Assignment] | None = None,
 ) -> NotifyResult:
-    """Record a notification and queue one delivery per recipient."""
+    """Record a notification and queue one delivery per recipient.
+
+    ``assign`` gives a recipient's delivery its policy (by normalized address);
+    it is written with the delivery row itself, not by a second statement.
+    """
     if request.idempotency_key is not None:
         existing = _by_idempotency_key(conn, request.idempotency_key)
         if existing is not None:
@@ -210,6 +224,7 @@ def notify(
     delivery_rows: list[dict[str, object]] = []
     for mailbox in request.to:
         recipient_id, seq = counters[mailbox.normalized()]
+        assigned = assign.get(mailbox.normalized()) if assign is not None else None
         delivery_id = new_id()
         token = keyring.sign(delivery_id)
         ref = human_ref(delivery_id)
@@ -227,6 +242,11 @@ def notify(
                 "outcome": None,
                 "created_at": now,
                 "updated_at": now,
+                "policy": assigned.policy if assigned else None,
+                "required": assigned.required.value if assigned else None,
+                "deadline_at": assigned.deadline_at if assigned else None,
+                # The reconciler first looks at the delivery at its deadline.
+                "due_at": assigned.deadline_at if assigned else None,
             }
         )
         created.append(CreatedDelivery(delivery_id, token, mailbox.normalized(), seq, ref))

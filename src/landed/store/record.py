@@ -6,26 +6,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import Connection, bindparam, delete, update
+from sqlalchemy import Connection, delete
 
 from landed.compose.request import NotifyRequest
 from landed.domain import EvidenceSource, Level, Outcome
 from landed.domain.policy import Policy, choose
 from landed.store import tables as t
 from landed.store.alerts import suppressed
-from landed.store.ledger import NewEvidence, NotifyResult, append_evidence, notify
+from landed.store.ledger import Assignment, NewEvidence, NotifyResult, append_evidence, notify
 from landed.tokens import Keyring
-
-_ASSIGN = (
-    update(t.delivery)
-    .where(t.delivery.c.id == bindparam("b_id"))
-    .values(
-        policy=bindparam("policy"),
-        required=bindparam("required"),
-        deadline_at=bindparam("deadline_at", type_=t.UTCDateTime()),
-        due_at=bindparam("deadline_at", type_=t.UTCDateTime()),
-    )
-)
 
 
 def record_notification(
@@ -47,6 +36,11 @@ def record_notification(
     ``suppressed`` evidence makes the reconciler raise an alert. Nothing is
     silently skipped.
     """
+    assign: dict[str, Assignment] = {}
+    for mailbox in request.to:
+        address = mailbox.normalized()
+        policy = choose(policies, request.cls, address)
+        assign[address] = Assignment(policy.name, policy.required, now + policy.deadline)
     result = notify(
         conn,
         request,
@@ -57,21 +51,10 @@ def record_notification(
         outstanding_below=outstanding_below,
         outstanding_limit=outstanding_limit,
         outstanding_days=outstanding_days,
+        assign=assign,
     )
     if not result.created:
         return result
-    rows = []
-    for d in result.deliveries:
-        policy = choose(policies, request.cls, d.recipient)
-        rows.append(
-            {
-                "b_id": d.delivery_id,
-                "policy": policy.name,
-                "required": policy.required.value,
-                "deadline_at": now + policy.deadline,
-            }
-        )
-    conn.execute(_ASSIGN, rows)
     blocked = suppressed(conn, [d.recipient for d in result.deliveries], now)
     if blocked:
         held = [d for d in result.deliveries if d.recipient in blocked]
