@@ -196,6 +196,20 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _nameserver(value: str) -> tuple[str, int]:
+    """``HOST`` (port 53) or ``HOST:PORT`` (``[::1]:53`` for IPv6), HOST an IP address."""
+    import ipaddress
+
+    text = value.strip()
+    # A bare IPv6 address has colons but no brackets: it does not match HOST:PORT.
+    host, port = (text, 53) if _HOSTPORT.match(text) is None else parse_hostport(text)
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        raise ValueError(f"name server must be an IP address[:port], got {value!r}") from None
+    return host.strip("[]"), port
+
+
 def parse_hostport(value: str) -> tuple[str, int]:
     """Split ``HOST:PORT`` (``[::1]:25`` for IPv6)."""
     match = _HOSTPORT.match(value.strip())
@@ -242,6 +256,9 @@ class PolicyConfig(BaseModel):
     request_reply: bool = False
     request_mdn: bool = False
     suppress: bool = True
+    #: Forward human replies to this address (docs/policies.md); unset: use the
+    #: global ``reply_forward_to``; ``""``: never forward this policy's replies.
+    reply_forward_to: str | None = None
 
     @field_validator("deadline")
     @classmethod
@@ -263,6 +280,35 @@ class PolicyConfig(BaseModel):
             request_mdn=self.request_mdn,
             suppress=self.suppress,
         )
+
+
+#: Transport names a route may use besides the ESPs: the SMTP relay and direct MX.
+ROUTE_TRANSPORTS = ("relay", "mx")
+#: ESP transports (landed.transport.esp).
+ESP_TRANSPORTS = ("ses", "sendgrid", "mailgun", "postmark")
+
+
+class RouteConfig(BaseModel):
+    """One ``[[routes]]`` table: which transports, in failover order, carry what."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=40)
+    classes: list[str] = ["*"]
+    recipients: list[str] = ["*"]
+    via: list[str] = Field(min_length=1)
+
+    @field_validator("via")
+    @classmethod
+    def _check_via(cls, value: list[str]) -> list[str]:
+        names = [v.strip().lower() for v in value]
+        known = (*ROUTE_TRANSPORTS, *ESP_TRANSPORTS)
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise ValueError(f"unknown transport {unknown[0]!r}; known: {', '.join(known)}")
+        if len(set(names)) != len(names):
+            raise ValueError("a transport appears twice in via")
+        return names
 
 
 class _TomlSource(TomlConfigSettingsSource):
@@ -294,6 +340,8 @@ class Settings(BaseSettings):
     inbound_listen: str = "127.0.0.1:2525"
     public_url: str = "http://127.0.0.1:8025"
     api_listen: str = "127.0.0.1:8025"
+    #: Serve ``/metrics`` without a bearer API token (for a scraper on a trusted network).
+    metrics_public: bool = False
     lease_seconds: float = Field(default=30.0, gt=0)
     imap_url: str | None = None
     #: PEM certificate chain and key: when both are set, the inbound listener offers STARTTLS.
@@ -305,6 +353,13 @@ class Settings(BaseSettings):
     sendgrid_webhook_key: str | None = None
     mailgun_webhook_key: str | None = None
     postmark_webhook_auth: str | None = None
+    #: Tracked URLs in outgoing mail (docs/tracking.md): the acknowledgement link
+    #: (text and HTML), the open pixel (HTML only) and signed click-through for
+    #: the links of the HTML part. The pixel and click-through are off by
+    #: default: they prove little (proxies and scanners fetch them) and track people.
+    track_ack_link: bool = True
+    track_opens: bool = False
+    track_clicks: bool = False
 
     #: Delivery policies, first match wins; see docs/policies.md. When none is
     #: configured: internal_domains must reach ``delivered`` in 15 minutes,
@@ -324,6 +379,9 @@ class Settings(BaseSettings):
     alert_webhook_secret: str | None = None
     alert_email_to: str | None = None
     alert_digest_every: str | None = None
+    #: Where human replies (to ``reply+TOKEN@bounce_domain``) are forwarded, as a
+    #: new message with the reply attached; a policy may override it. Unset: kept, not forwarded.
+    reply_forward_to: str | None = None
 
     #: Signing keys, ``{key_id: secret}``; in the environment ``id:secret,id:secret`` or JSON.
     signing_keys: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
@@ -352,6 +410,76 @@ class Settings(BaseSettings):
     outstanding_limit: int = Field(default=10, ge=0, le=100)
     #: Only notifications this recent are listed as outstanding, in days.
     outstanding_days: int = Field(default=30, ge=1)
+
+    # --- routes, direct MX and DKIM (docs/routes.md, docs/dns.md) ---------------------
+    #: Routes, first match wins; default: one route via the relay when relay_url is set.
+    routes: list[RouteConfig] = Field(default_factory=list)
+    #: A hop whose 4xx replies have lasted this long hands the delivery to the next hop.
+    route_failover_after: str | float = "10m"
+    #: DNS servers for MX lookups, ``HOST`` or ``HOST:PORT``; empty: the system's resolver.
+    mx_nameservers: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    #: The port of recipients' mail hosts (25; tests use a loopback high port).
+    mx_port: int = Field(default=25, ge=1, le=65535)
+    #: Seconds for each connection, command and DNS lookup of direct MX delivery.
+    mx_timeout: float = Field(default=30.0, gt=0)
+    #: ``opportunistic`` (TLS when offered, certificate not checked), ``verify``, ``off``.
+    mx_tls: Literal["opportunistic", "verify", "off"] = "opportunistic"
+    #: CA bundle for ``mx_tls = "verify"`` (default: the system's).
+    mx_cafile: str | None = None
+    #: The EHLO name (default: this host's fully qualified name).
+    mx_helo: str | None = None
+    #: At most this many simultaneous sessions per recipient domain, per process.
+    mx_domain_limit: int = Field(default=4, ge=1, le=100)
+    #: DKIM signing of mail landed sends itself (every hop but the relay).
+    dkim_selector: str | None = None
+    #: The signing domain (``d=``); default the From address's domain.
+    dkim_domain: str | None = None
+    #: PEM RSA private key file.
+    dkim_key_file: str | None = None
+    #: Sign what goes through the relay too (for a relay that does not sign).
+    dkim_sign_relay: bool = False
+
+    # --- ESP transports and provider webhooks (docs/providers.md) --------------------
+    #: Amazon SES v2: AWS region, credentials (SigV4), optional configuration set
+    #: (event publishing, which echoes the message tags that carry the token).
+    ses_region: str = "us-east-1"
+    ses_access_key_id: str | None = None
+    ses_secret_access_key: str | None = None
+    ses_session_token: str | None = None
+    ses_configuration_set: str | None = None
+    #: API base URL; default ``https://email.<ses_region>.amazonaws.com``.
+    ses_base_url: str | None = None
+    #: Hosts (``host`` or ``host:port``, comma-separated) SNS certificates and
+    #: subscription URLs may come from; default ``sns.<region of the topic>.amazonaws.com``.
+    ses_sns_hosts: str | None = None
+    #: PEM CA bundle trusted when fetching SNS certificates (default: the system's).
+    ses_sns_cafile: str | None = None
+    sendgrid_api_key: str | None = None
+    sendgrid_base_url: str = "https://api.sendgrid.com"
+    mailgun_api_key: str | None = None
+    mailgun_domain: str | None = None
+    #: ``https://api.eu.mailgun.net`` for domains in Mailgun's EU region.
+    mailgun_base_url: str = "https://api.mailgun.net"
+    postmark_server_token: str | None = None
+    postmark_message_stream: str = "outbound"
+    postmark_base_url: str = "https://api.postmarkapp.com"
+    #: Seconds to wait for a provider's API.
+    esp_timeout_seconds: float = Field(default=30.0, gt=0)
+    #: Signed webhook timestamps (SendGrid, Mailgun) older or newer than this are refused.
+    webhook_max_age_seconds: float = Field(default=300.0, gt=0)
+
+    @field_validator("ses_base_url", "sendgrid_base_url", "mailgun_base_url", "postmark_base_url")
+    @classmethod
+    def _check_esp_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if not parts.hostname or parts.scheme not in ("https", "http"):
+            raise ValueError("expected https://host[:port]")
+        # API keys travel in every request: in clear only over loopback (test servers).
+        if parts.scheme == "http" and not _is_loopback(parts.hostname):
+            raise ValueError("http:// is allowed only for a loopback host; use https://")
+        return value.rstrip("/")
 
     @classmethod
     def settings_customise_sources(
@@ -451,6 +579,30 @@ class Settings(BaseSettings):
             parse_duration(value)
         return value or None
 
+    @field_validator("route_failover_after")
+    @classmethod
+    def _check_failover(cls, value: str | float) -> str | float:
+        parse_duration(value)
+        return value
+
+    @field_validator("mx_nameservers", mode="before")
+    @classmethod
+    def _split_nameservers(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list):
+            for item in value:
+                _nameserver(str(item))
+        return value
+
+    @field_validator("routes")
+    @classmethod
+    def _check_routes(cls, value: list[RouteConfig]) -> list[RouteConfig]:
+        names = [route.name for route in value]
+        if len(set(names)) != len(names):
+            raise ValueError("two routes have the same name")
+        return value
+
     @model_validator(mode="after")
     def _check_keys(self) -> Settings:
         if self.signing_keys:
@@ -520,6 +672,14 @@ class Settings(BaseSettings):
         )
         external = Policy(name="external", required=Level.ACCEPTED, deadline=timedelta(minutes=30))
         return (internal, external) if domains else (external,)
+
+    def mx_nameserver_list(self) -> list[tuple[str, int]]:
+        """The MX-lookup name servers as (address, port); empty for the system's."""
+        return [_nameserver(item) for item in self.mx_nameservers]
+
+    def failover_after(self) -> timedelta:
+        """How long a hop may answer 4xx before its deliveries move to the next hop."""
+        return parse_duration(self.route_failover_after)
 
     def suppression_period(self) -> timedelta | None:
         """How long suppression lasts; None for ever."""

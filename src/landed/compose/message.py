@@ -14,6 +14,7 @@ from email.utils import format_datetime
 from functools import lru_cache
 
 from landed.compose.headers import Mailbox, check_header_value
+from landed.compose.links import TrackingLinks, rewrite_links
 from landed.compose.mime import CRLF, encode_header, mailbox_header, text_part
 from landed.tokens import human_ref
 
@@ -59,6 +60,9 @@ class OutgoingMessage:
     #: RFC 8098: where read receipts go (landed's VERP address), when the policy asks.
     disposition_notification_to: str | None = None
     outstanding: tuple[Outstanding, ...] = field(default_factory=tuple)
+    #: The acknowledgement link (always), pixel and click-through (when enabled);
+    #: None: a message without tracked URLs.
+    links: TrackingLinks | None = None
 
     @property
     def message_id(self) -> str:
@@ -88,22 +92,48 @@ def _outstanding_row(item: Outstanding) -> str:
     )
 
 
+def _ack_prompt(msg: OutgoingMessage) -> str:
+    # Acknowledging #N also confirms what this email lists as outstanding
+    # (landed.store.ack), so the prompt says so when there is a list.
+    if msg.outstanding:
+        return f"Got it? Confirm #{msg.seq} and the earlier ones listed below"
+    return f"Got it? Confirm #{msg.seq}"
+
+
 def text_body(msg: OutgoingMessage) -> str:
-    """The plain-text body with the footer and the outstanding block."""
+    """The plain-text body with the footer, the acknowledgement link and the
+    outstanding block."""
     head, rows = _footer_lines(msg)
     parts = [msg.text.rstrip("\n"), "", "-- ", head]
+    if msg.links is not None and msg.links.ack:
+        parts.append(f"{_ack_prompt(msg)}: {msg.links.ack_url}")
     if rows:
         parts += ["", "Still unconfirmed for you (earlier notifications):", *rows]
     return "\n".join(parts) + "\n"
 
 
 def html_body(msg: OutgoingMessage) -> str:
-    """The HTML body with the same footer, inserted before ``</body>`` if present."""
+    """The HTML body with the same footer, inserted before ``</body>`` if present.
+
+    With tracking links: the acknowledgement link in the footer, the caller's
+    links rewritten to signed click-through (when enabled) and the open pixel
+    last (when enabled). The pixel is only ever in the HTML part: a text part
+    cannot load an image.
+    """
     assert msg.html is not None
     head, _ = _footer_lines(msg)
+    links = msg.links
     footer = [
         '<hr><p style="color:#666;font-size:12px">' + html_lib.escape(head) + "</p>",
     ]
+    if links is not None and links.ack:
+        footer.append(
+            '<p style="font-size:12px"><a href="'
+            + html_lib.escape(links.ack_url, quote=True)
+            + '">'
+            + html_lib.escape(_ack_prompt(msg))
+            + "</a></p>"
+        )
     if msg.outstanding:
         footer.append('<p style="color:#666;font-size:12px">Still unconfirmed for you:</p><ul>')
         for item in msg.outstanding:
@@ -113,8 +143,16 @@ def html_body(msg: OutgoingMessage) -> str:
                 f"(Ref {_ref(item.delivery_id)}, {item.created_at:%Y-%m-%d %H:%M} UTC)</li>"
             )
         footer.append("</ul>")
+    if links is not None and links.pixel:
+        footer.append(
+            '<img src="'
+            + html_lib.escape(links.pixel_url, quote=True)
+            + '" width="1" height="1" alt="" style="border:0">'
+        )
     block = "\n".join(footer)
     body = msg.html
+    if links is not None and links.clicks:
+        body = rewrite_links(body, links)
     at = body.lower().rfind("</body>")
     if at >= 0:
         return body[:at] + block + "\n" + body[at:]
