@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from sqlalchemy import Row, func, select
 
 from landed.api import create_app
-from landed.api.hooks import MAX_BODY, ReplayCache
+from landed.api.hooks import MAX_BODY
 from landed.clock import FixedClock
 from landed.compose.request import validate_request
 from landed.config import Settings
@@ -386,7 +386,7 @@ def test_mailgun_replays_forgeries_and_stale_signatures_are_refused(
     replay = hooks.post("/v1/hooks/mailgun", content=body)
     assert replay.status_code == 403 and "replay" in replay.json()["error"]["message"]
     # Mailgun signs timestamp + token, not the body: a captured signature on a
-    # forged body is stopped by the replay cache...
+    # forged body is stopped by the spent-token check...
     forged = json.loads(body)
     forged["event-data"]["event"] = "complained"
     assert hooks.post("/v1/hooks/mailgun", json=forged).status_code == 403
@@ -621,14 +621,36 @@ def test_a_body_over_the_limit_is_refused_unread(hooks: Hooks, database: Databas
     assert stored_requests(database) == []
 
 
-def test_the_replay_cache_forgets_expired_tokens_and_stays_bounded() -> None:
-    cache = ReplayCache(limit=3)
-    assert cache.first_use("a", expires=100, now=0)
-    assert not cache.first_use("a", expires=100, now=50)
-    assert cache.first_use("a", expires=300, now=150)  # expired: the window check guards it
-    for token in ("b", "c", "d", "e"):
-        assert cache.first_use(token, expires=1000, now=200)
-    assert not cache.first_use("e", expires=1000, now=200)
+def test_a_mailgun_signature_is_spent_on_every_host_sharing_the_ledger(
+    hooks: Hooks, database: Database, settings: Settings, clock: FixedClock
+) -> None:
+    """The spent-token record lives in the ledger, not in one process: a
+    captured signature replayed to a second API host is refused too."""
+    [d] = record(database, settings, clock, ["erin@ext.test"])
+    other_host = Hooks(create_app(hooks.app.state.settings, database, clock=clock))
+    body = mailgun_body(mg_event("delivered", d, 1), now_ts(clock))
+    assert hooks.post("/v1/hooks/mailgun", content=body).status_code == 200
+    forged = json.loads(body)
+    forged["event-data"]["event"] = "complained"
+    assert other_host.post("/v1/hooks/mailgun", json=forged).status_code == 403
+    assert verdict(database, d.delivery_id) == ("accepted", None)
+
+
+def test_spent_mailgun_tokens_are_forgotten_once_outside_the_window(
+    hooks: Hooks, database: Database, settings: Settings, clock: FixedClock
+) -> None:
+    [d] = record(database, settings, clock, ["fred@ext.test"])
+    hooks.post(
+        "/v1/hooks/mailgun", content=mailgun_body(mg_event("delivered", d, 1), now_ts(clock))
+    )
+    with database.read() as conn:
+        assert conn.execute(select(func.count()).select_from(t.webhook_nonce)).scalar() == 1
+    clock.advance(settings.webhook_max_age_seconds + 1)
+    later = mailgun_body(mg_event("opened", d, 2), now_ts(clock))
+    assert hooks.post("/v1/hooks/mailgun", content=later).status_code == 200
+    with database.read() as conn:
+        # The first token expired and was cleared when the second was spent.
+        assert conn.execute(select(func.count()).select_from(t.webhook_nonce)).scalar() == 1
 
 
 def test_unconfigured_and_unknown_providers_are_404(

@@ -32,7 +32,7 @@ import json
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import cast
 
 from cryptography.exceptions import InvalidSignature
@@ -54,10 +54,10 @@ from landed.parse.providers import postmark as postmark_events
 from landed.parse.providers import sendgrid as sendgrid_events
 from landed.parse.providers import ses as ses_events
 from landed.store import Database
-from landed.store.webhooks import record_events, store_request
+from landed.store.webhooks import first_use, record_events, store_request
 from landed.tokens import Keyring
 
-__all__ = ["MAX_BODY", "ReplayCache", "install", "router"]
+__all__ = ["MAX_BODY", "install", "router"]
 
 router = APIRouter(tags=["webhooks"])
 
@@ -95,37 +95,6 @@ class Refused(Exception):
         return self.result
 
 
-class ReplayCache:
-    """Mailgun signature tokens already accepted, until their timestamp leaves the window.
-
-    Mailgun signs timestamp + token, not the body, so this check is what stops
-    a captured signature from carrying another body. It is in process: with
-    several API hosts, a request replayed to another host within the window
-    passes (replayed as it was, it adds nothing: its event id is recorded;
-    with a forged body it would be believed). Keep the window short, or send
-    Mailgun's webhook to one host; a shared cache needs a table (no schema
-    change was made for it).
-    """
-
-    def __init__(self, limit: int = 100_000) -> None:
-        self._seen: dict[str, float] = {}
-        self._limit = limit
-        self._lock = threading.Lock()
-
-    def first_use(self, token: str, *, expires: float, now: float) -> bool:
-        """Record ``token``; False if it was already seen and has not expired."""
-        with self._lock:
-            if len(self._seen) >= self._limit:
-                self._seen = {k: v for k, v in self._seen.items() if v > now}
-                while len(self._seen) >= self._limit:
-                    self._seen.pop(next(iter(self._seen)))
-            known = self._seen.get(token)
-            if known is not None and known > now:
-                return False
-            self._seen[token] = expires
-            return True
-
-
 @dataclass(frozen=True, slots=True)
 class _Verified:
     """What passed authentication: the body, and what had to be decoded to check it."""
@@ -133,6 +102,12 @@ class _Verified:
     body: bytes
     payload: Mapping[str, object] | None = None
     sns: SNSMessage | None = None
+    #: A signature nonce to spend in the recording transaction, and until when.
+    nonce: tuple[str, datetime] | None = None
+
+
+class _Replayed(Exception):
+    """The request's signature nonce was spent already."""
 
 
 def configured(provider: str, settings: Settings) -> bool:
@@ -210,10 +185,34 @@ def _handle(
         verified = _authenticate(app, settings, provider, headers, body, now)
     except Refused as refused:
         return refused.status, _error(refused.status, refused.reason), refused.result
+    kept = {k: ("(redacted)" if k in _SECRET_HEADERS else v) for k, v in headers.items()}
+    try:
+        return _record(app, settings, provider, verified, kept, body, peer, now)
+    except _Replayed:
+        replayed = Refused(403, f"{provider} signature token already used (replay)")
+        return replayed.status, _error(replayed.status, replayed.reason), replayed.result
+
+
+def _record(
+    app: FastAPI,
+    settings: Settings,
+    provider: str,
+    verified: _Verified,
+    kept: Mapping[str, str],
+    body: bytes,
+    peer: str,
+    now: datetime,
+) -> tuple[int, dict[str, object], str]:
     db = cast(Database, app.state.db)
     keyring = cast(Keyring, app.state.keyring)
-    kept = {k: ("(redacted)" if k in _SECRET_HEADERS else v) for k, v in headers.items()}
     with db.write() as conn:
+        if verified.nonce is not None:
+            nonce, expires_at = verified.nonce
+            # Spent in the same transaction that records the request: a
+            # replay is refused on every host, and a request whose recording
+            # failed leaves its nonce unspent for the provider's retry.
+            if not first_use(conn, provider, nonce, expires_at=expires_at, now=now):
+                raise _Replayed
         request_id = store_request(
             conn, provider=provider, received_at=now, peer=peer, headers=kept, body=body
         )
@@ -275,8 +274,8 @@ def _authenticate(
         return _Verified(body)
     if provider == "mailgun":
         payload = _json_object(body)
-        _check_mailgun(app, settings, payload, now)
-        return _Verified(body, payload=payload)
+        nonce = _check_mailgun(settings, payload, now)
+        return _Verified(body, payload=payload, nonce=nonce)
     _check_postmark(settings, headers)
     return _Verified(body, payload=_json_object(body))
 
@@ -334,8 +333,13 @@ def _sendgrid_key(text: str) -> ec.EllipticCurvePublicKey:
 
 
 def _check_mailgun(
-    app: FastAPI, settings: Settings, payload: Mapping[str, object], now: datetime
-) -> None:
+    settings: Settings, payload: Mapping[str, object], now: datetime
+) -> tuple[str, datetime]:
+    """Check Mailgun's HMAC and timestamp; give the signature token to spend.
+
+    Mailgun signs timestamp + token, not the body: only spending the token once
+    stops a captured signature from carrying another body.
+    """
     block = payload.get("signature")
     fields = block if isinstance(block, dict) else {}
     stamp, token, signature = (
@@ -348,13 +352,9 @@ def _check_mailgun(
     expected = hmac.new(key, (stamp + token).encode("utf-8"), hashlib.sha256).hexdigest()
     if not hmac.compare_digest(expected, signature.lower()):
         raise Refused(401, "Mailgun signature does not verify")
-    cache = cast(ReplayCache, app.state.webhook_replays)
     # Remembered until its timestamp leaves the window: after that, the window
     # check refuses it anyway.
-    if not cache.first_use(
-        token, expires=seconds + settings.webhook_max_age_seconds, now=now.timestamp()
-    ):
-        raise Refused(403, "Mailgun signature token already used (replay)")
+    return token, datetime.fromtimestamp(seconds + settings.webhook_max_age_seconds, UTC)
 
 
 def _check_postmark(settings: Settings, headers: Mapping[str, str]) -> None:
@@ -412,5 +412,4 @@ def _sns_verifier(app: FastAPI, settings: Settings) -> SNSVerifier:
 
 
 def install(app: FastAPI) -> None:
-    app.state.webhook_replays = ReplayCache()
     app.include_router(router)

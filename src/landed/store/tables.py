@@ -362,6 +362,17 @@ class WebhookRequest(Base):
     new_events: Mapped[int] = mapped_column(Integer, default=0)
 
 
+class WebhookNonce(Base):
+    """A webhook signature nonce already used (Mailgun's signature token), kept
+    until its timestamp leaves the accepted window, so that a captured signature
+    cannot be replayed to any host sharing this ledger."""
+
+    __tablename__ = "webhook_nonce"
+    provider: Mapped[str] = mapped_column(String(16), primary_key=True)
+    nonce: Mapped[str] = mapped_column(String(128), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
 class Forward(Base):
     """A human reply waiting to be forwarded to the configured address (an outbox)."""
 
@@ -394,4 +405,5 @@ api_token = cast(Table, ApiToken.__table__)
 operator = cast(Table, Operator.__table__)
 webhook_request = cast(Table, WebhookRequest.__table__)
 forward = cast(Table, Forward.__table__)
+webhook_nonce = cast(Table, WebhookNonce.__table__)
 metadata = Base.metadata

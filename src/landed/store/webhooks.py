@@ -20,14 +20,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, delete, insert, select, update
 
 from landed import __version__
 from landed.domain import EvidenceSource
 from landed.errors import TokenError
 from landed.parse.providers import ProviderEvent
 from landed.store import tables as t
-from landed.store.ledger import NewEvidence, append_evidence
+from landed.store.ledger import NewEvidence, append_evidence, dialect_insert
 from landed.tokens import Keyring
 
 __all__ = ["ATTRIBUTION", "PARSER", "WebhookOutcome", "record_events", "store_request"]
@@ -73,6 +73,30 @@ def store_request(
         .returning(t.webhook_request.c.id)
     )
     return int(result.scalar_one())
+
+
+def first_use(
+    conn: Connection, provider: str, nonce: str, *, expires_at: datetime, now: datetime
+) -> bool:
+    """Record a signature nonce; False if it was used before and has not expired.
+
+    The primary key makes this exact across every host sharing the ledger. Run
+    it in the transaction that records the request: should recording fail, the
+    nonce is not spent, and the provider's retry of the same request succeeds.
+    """
+    conn.execute(
+        delete(t.webhook_nonce).where(
+            t.webhook_nonce.c.provider == provider, t.webhook_nonce.c.expires_at <= now
+        )
+    )
+    # RETURNING rather than rowcount, which is -1 for this statement on psycopg 3.
+    inserted = conn.execute(
+        dialect_insert(conn, t.webhook_nonce)
+        .values(provider=provider, nonce=nonce[:128], expires_at=expires_at)
+        .on_conflict_do_nothing()
+        .returning(t.webhook_nonce.c.nonce)
+    )
+    return inserted.first() is not None
 
 
 def record_events(
