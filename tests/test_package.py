@@ -8,7 +8,15 @@ import sys
 
 import landed
 
-PURE = ["landed.domain", "landed.compose", "landed.tokens", "landed.parse"]
+PURE = [
+    "landed.domain",
+    "landed.compose",
+    "landed.compose.links",
+    "landed.tokens",
+    "landed.parse",
+    "landed.parse.providers",
+    "landed.web.fetchers",
+]
 IO_MODULES = [
     "sqlalchemy",
     "alembic",
