@@ -94,5 +94,8 @@ class Attribution(StrEnum):
     MESSAGE_ID = "message-id"
     #: The token in our X-Landed-Token header in the returned message.
     HEADER = "header"
+    #: The token in the field an email service provider echoes back in its
+    #: events (custom args, metadata, tags, user variables).
+    PROVIDER_FIELD = "provider-field"
     #: No token for this recipient: matched by address within the same notification.
     HEURISTIC = "heuristic"

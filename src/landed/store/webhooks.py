@@ -23,7 +23,7 @@ from datetime import datetime
 from sqlalchemy import Connection, delete, insert, select, update
 
 from landed import __version__
-from landed.domain import EvidenceSource
+from landed.domain import Attribution, EvidenceSource
 from landed.errors import TokenError
 from landed.parse.providers import ProviderEvent
 from landed.store import tables as t
@@ -36,9 +36,9 @@ __all__ = ["ATTRIBUTION", "PARSER", "WebhookOutcome", "record_events", "store_re
 PARSER = f"landed.esp {__version__}"[:32]
 #: How an event was tied to its delivery: the token in the provider's echoed
 #: field (custom args, metadata, tags, user variables).
-ATTRIBUTION = "provider-field"
+ATTRIBUTION = Attribution.PROVIDER_FIELD.value
 #: Same, for one of several recipients matched by address within the notification.
-SIBLING = "heuristic"
+SIBLING = Attribution.HEURISTIC.value
 
 
 @dataclass(frozen=True, slots=True)
