@@ -89,7 +89,7 @@ def fails(capsys: pytest.CaptureFixture[str], *args: str) -> str:
 def test_landed_api_serves_the_api_with_cli_tokens_and_stops_on_sigterm(
     home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    token = json.loads(run("token", "create", "ci", "--json"))["token"]
+    token = json.loads(run("tokens", "create", "ci", "--json"))["token"]
     proc, url = start_api(home)
     try:
         with httpx.Client(base_url=url, timeout=10) as http:
@@ -135,7 +135,7 @@ def test_landed_api_serves_the_api_with_cli_tokens_and_stops_on_sigterm(
 def test_token_commands_say_what_went_wrong_in_one_line(
     home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    printed = run("token", "create", "ci")
+    printed = run("tokens", "create", "ci")
     assert printed.strip().startswith("ldt_") and printed.count("\n") == 1
     assert "shown this once" in capsys.readouterr().err
     taken = fails(capsys, "token", "create", "ci")

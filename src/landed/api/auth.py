@@ -19,7 +19,7 @@ from landed.store.apitokens import ApiTokenView, needs_touch, touch_token, verif
 bearer = HTTPBearer(
     auto_error=False,
     scheme_name="ApiToken",
-    description="An API token from `landed token create NAME`: `Authorization: Bearer ldt_...`",
+    description="An API token from `landed tokens create NAME`: `Authorization: Bearer ldt_...`",
 )
 
 
