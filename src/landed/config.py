@@ -430,7 +430,7 @@ class Settings(BaseSettings):
     mx_helo: str | None = None
     #: At most this many simultaneous sessions per recipient domain, per process.
     mx_domain_limit: int = Field(default=4, ge=1, le=100)
-    #: DKIM signing of mail landed sends itself (every hop but the relay).
+    #: DKIM selector: with dkim_key_file, signs what landed hands over itself (mx, ses, mailgun).
     dkim_selector: str | None = None
     #: The signing domain (``d=``); default the From address's domain.
     dkim_domain: str | None = None

@@ -6,6 +6,11 @@ transport, then record every reply as evidence and settle the rows (one write
 transaction). A delivery counts as sent only once that last transaction has
 committed; a worker killed before it loses nothing, because the lease runs out
 and another worker sends again (same Message-ID, same bytes).
+
+Each delivery goes through the route its class and recipient choose
+(:mod:`landed.transport.routes`), on the hop its outbox row says; a failure
+that calls for failover moves the row to the next hop in the same transaction
+that records the failure.
 """
 
 from __future__ import annotations
@@ -29,10 +34,14 @@ from landed.compose import (
     parse_mailbox,
     verp_sender,
 )
+from landed.compose.links import TrackingLinks
 from landed.config import Settings
 from landed.domain import EvidenceSource, Level, Outcome
 from landed.domain.policy import choose
 from landed.errors import LandedError
+from landed.parse import RecipientReport
+from landed.parse.classify import finish
+from landed.parse.draft import Draft
 from landed.store import Database
 from landed.store.ledger import NewEvidence
 from landed.store.outbox import (
@@ -47,7 +56,9 @@ from landed.store.outbox import (
     settle,
 )
 from landed.tokens import topic_root_id
-from landed.transport.base import Kind, SendResult, Transport
+from landed.transport.base import Kind, Reply, SendResult, Stage, Transport
+from landed.transport.mx import MXResult
+from landed.transport.routes import Hop, Route, Router
 
 log = logging.getLogger("landed.sender")
 
@@ -71,13 +82,13 @@ def worker_name() -> str:
 
 
 class Sender:
-    """Sends due deliveries through one transport."""
+    """Sends due deliveries through a router's routes (or through one transport)."""
 
     def __init__(
         self,
         db: Database,
         settings: Settings,
-        transport: Transport,
+        transport: Router | Transport,
         *,
         clock: Clock | None = None,
         owner: str | None = None,
@@ -85,7 +96,8 @@ class Sender:
     ) -> None:
         self.db = db
         self.settings = settings
-        self.transport = transport
+        #: The routes and their transports; a bare transport is one route of one hop.
+        self.transport = transport if isinstance(transport, Router) else Router.single(transport)
         self.clock = clock or SystemClock()
         self.owner = owner or worker_name()
         self.rng = rng or random.Random()
@@ -180,11 +192,16 @@ class Sender:
 
     def _attempt(self, job: SendJob, held: Claim) -> Settlement:
         attempt = held.attempts + 1
+        router = self.transport
         try:
             message, envelope = self.build(job)
+            route = router.choose(job.cls, job.recipient)
+            index, hop = router.hop(route, held.route_index)
+            message = router.prepare(hop, message)
         except LandedError as exc:
             # Stored data that cannot be sent (it was validated at notify time, so
-            # this means a changed configuration): a clear outcome, not a crash loop.
+            # this means a changed configuration), no route for it, or a message
+            # the DKIM signer refuses: a clear outcome, not a crash loop.
             now = self.clock.now()
             return Settlement(
                 job.delivery_id,
@@ -194,16 +211,16 @@ class Sender:
                         source=EvidenceSource.WORKER,
                         outcome=Outcome.REJECTED,
                         observed_at=now,
-                        detail=f"cannot build message: {exc}",
+                        detail=f"cannot send: {exc}",
                         raw=str(exc).encode(),
                         dedupe_key=f"build\0{job.delivery_id}\0{self.owner}\0{attempt}",
                     ),
                 ),
             )
-        result = self.transport.send(envelope, message)
+        result = router.send(hop, envelope, message)
         if self.on_result is not None:
             self.on_result(job.delivery_id, result)
-        return self._settlement(job, held, attempt, result)
+        return self._settlement(job, held, attempt, result, route, index, hop)
 
     def build(self, job: SendJob) -> tuple[bytes, Envelope]:
         """The message bytes and envelope of a delivery, the same on every attempt."""
@@ -224,6 +241,7 @@ class Sender:
             seq=job.seq,
             date=job.created_at,
             outstanding=job.outstanding,
+            links=self._links(job.token),
             # Replies and read receipts come back to landed, token and all.
             reply_to=f"reply+{job.token}@{self.bounce_domain}" if policy.request_reply else None,
             disposition_notification_to=verp if policy.request_mdn else None,
@@ -235,8 +253,29 @@ class Sender:
         )
         return compose(outgoing), envelope
 
+    def _links(self, token: str) -> TrackingLinks | None:
+        """The delivery's tracked URLs (docs/tracking.md), or None when switched off."""
+        settings = self.settings
+        if not (settings.track_ack_link or settings.track_opens or settings.track_clicks):
+            return None
+        return TrackingLinks(
+            settings.public_url,
+            token,
+            self.keyring,
+            ack=settings.track_ack_link,
+            pixel=settings.track_opens,
+            clicks=settings.track_clicks,
+        )
+
     def _settlement(
-        self, job: SendJob, held: Claim, attempt: int, result: SendResult
+        self,
+        job: SendJob,
+        held: Claim,
+        attempt: int,
+        result: SendResult,
+        route: Route,
+        index: int,
+        hop: Hop,
     ) -> Settlement:
         now = self.clock.now()
         reply = result.reply
@@ -244,10 +283,27 @@ class Sender:
         if result.kind is Kind.SENT and result.dsn:
             detail += " [DSN requested]"
         elif result.kind is Kind.SENT:
-            detail += " [relay offers no DSN]"
+            detail += f" [{hop.name} offers no DSN]"
+        if isinstance(result, MXResult) and result.note:
+            detail += f" [{result.note}]"
+        failover: int | None = None
+        failing_since = held.route_failing_since or now
+        if result.kind is Kind.TEMPORARY:
+            failover = self.transport.failover(
+                route, index, result, failing_since=failing_since, now=now
+            )
+            if failover is not None:
+                detail += (
+                    f" [route {route.name}: moving from {hop.name} to"
+                    f" {route.via[failover]}, hop {failover + 1} of {len(route.via)}]"
+                )
 
         def evidence(
-            level: Level | None, outcome: Outcome | None, status: str | None
+            level: Level | None,
+            outcome: Outcome | None,
+            status: str | None,
+            reason: str | None = None,
+            hard: bool | None = None,
         ) -> NewEvidence:
             return NewEvidence(
                 delivery_id=job.delivery_id,
@@ -256,7 +312,9 @@ class Sender:
                 outcome=outcome,
                 status=status,
                 detail=f"attempt {attempt}: {detail}",
-                route=result.route,
+                route=hop.name,
+                reason=reason,
+                hard=hard,
                 observed_at=now,
                 raw=str(reply).encode("utf-8"),
                 dedupe_key=f"send\0{job.delivery_id}\0{self.owner}\0{attempt}\0{reply}",
@@ -264,11 +322,17 @@ class Sender:
 
         if result.kind is Kind.SENT:
             log.debug("sent %s: %s", job.delivery_id, detail)
-            return Settlement(job.delivery_id, (evidence(Level.SUBMITTED, None, reply.enhanced),))
+            return Settlement(
+                job.delivery_id, (evidence(hop.proves, None, reply.enhanced),), route=hop.name
+            )
         if result.kind is Kind.PERMANENT:
             log.info("bounced %s: %s", job.delivery_id, detail)
-            status = reply.enhanced or _class_status(reply.code)
-            return Settlement(job.delivery_id, (evidence(None, Outcome.BOUNCED, status),))
+            # The same classifier that reads DSNs, so a refusal at send time
+            # and the same refusal in a bounce message get the same reason.
+            report = refusal_report(reply, job.recipient)
+            status = reply.enhanced or _class_status(reply.code) or report.status or None
+            bounced = evidence(None, Outcome.BOUNCED, status, report.reason, report.hard)
+            return Settlement(job.delivery_id, (bounced,), route=hop.name)
         first = held.first_attempt_at or now
         deferred = evidence(None, Outcome.DEFERRED, reply.enhanced or _class_status(reply.code))
         if now - first >= self.lifetime:
@@ -285,7 +349,25 @@ class Sender:
                 raw=str(reply).encode("utf-8"),
                 dedupe_key=f"expire\0{job.delivery_id}",
             )
-            return Settlement(job.delivery_id, (deferred, expired))
+            return Settlement(job.delivery_id, (deferred, expired), route=hop.name)
+        if failover is not None:
+            log.info(
+                "deferred %s on %s, failing over to %s: %s",
+                job.delivery_id,
+                hop.name,
+                route.via[failover],
+                detail,
+            )
+            # The next hop has not been tried: at once, with its own failure clock.
+            return Settlement(
+                job.delivery_id,
+                (deferred,),
+                retry_at=now,
+                error=detail,
+                attempted_at=first,
+                route=hop.name,
+                route_index=failover,
+            )
         delay = self.backoff.delay(attempt, self.rng)
         log.info(
             "deferred %s (attempt %d, retry in %.0fs): %s", job.delivery_id, attempt, delay, detail
@@ -296,6 +378,9 @@ class Sender:
             retry_at=now + timedelta(seconds=delay),
             error=detail,
             attempted_at=first,
+            route=hop.name,
+            route_index=index,
+            route_failing_since=failing_since,
         )
 
 
@@ -304,6 +389,32 @@ _LISTED_CACHE_SIZE = 50_000
 
 #: The same topic comes back in batch after batch; its root id is a hash.
 _topic_root = functools.lru_cache(maxsize=4096)(topic_root_id)
+
+
+#: The SMTP command a reply answered, as bounce messages name it (Sisimai's names).
+_COMMANDS = {
+    Stage.CONNECT: "CONN",
+    Stage.EHLO: "EHLO",
+    Stage.MAIL: "MAIL",
+    Stage.RCPT: "RCPT",
+    Stage.DATA: "DATA",
+    Stage.MESSAGE: "DATA",
+}
+
+
+def refusal_report(reply: Reply, recipient: str) -> RecipientReport:
+    """What the bounce parser's classifier makes of a refusal received while sending."""
+    return finish(
+        Draft(
+            recipient=recipient,
+            action="failed",
+            status=reply.enhanced or "",
+            diagnosis=str(reply) if reply.code else reply.text,
+            spec="SMTP",
+            command=_COMMANDS.get(reply.stage, ""),
+            reply_code=str(reply.code) if reply.code else "",
+        )
+    )
 
 
 def _class_status(code: int) -> str | None:

@@ -36,6 +36,10 @@ class Claim:
     attempts: int
     first_attempt_at: datetime | None
     created_at: datetime
+    #: Which hop of its route the delivery is on (0: the first).
+    route_index: int = 0
+    #: Since when that hop has failed for this delivery, without a success.
+    route_failing_since: datetime | None = None
 
 
 #: An earlier delivery listed in an email as still unconfirmed: the very type the
@@ -66,8 +70,10 @@ class SendJob:
 class Settlement:
     """What to do with a claimed row after an attempt.
 
-    ``retry_at`` set: keep the row, try again then. Otherwise the row is done
-    and removed. ``evidence`` is appended either way.
+    ``retry_at`` set: keep the row, try again then, on hop ``route_index``
+    (failing since ``route_failing_since``). Otherwise the row is done and
+    removed. ``evidence`` is appended either way; ``route`` (the transport
+    that was tried) is recorded on the delivery.
     """
 
     delivery_id: str
@@ -75,6 +81,9 @@ class Settlement:
     retry_at: datetime | None = None
     error: str | None = None
     attempted_at: datetime | None = None
+    route: str | None = None
+    route_index: int = 0
+    route_failing_since: datetime | None = None
 
 
 @functools.cache
@@ -99,6 +108,8 @@ def _claim_statement(postgresql: bool) -> ReturningUpdate[Any]:
             t.outbox.c.attempts,
             t.outbox.c.first_attempt_at,
             t.outbox.c.created_at,
+            t.outbox.c.route_index,
+            t.outbox.c.route_failing_since,
         )
     )
 
@@ -111,7 +122,17 @@ def claim(
         _claim_statement(conn.dialect.name == "postgresql"),
         {"now": now, "until": now + lease, "owner": owner, "limit": limit},
     ).all()
-    claims = [Claim(r.delivery_id, r.attempts, r.first_attempt_at, r.created_at) for r in rows]
+    claims = [
+        Claim(
+            r.delivery_id,
+            r.attempts,
+            r.first_attempt_at,
+            r.created_at,
+            r.route_index,
+            r.route_failing_since,
+        )
+        for r in rows
+    ]
     claims.sort(key=lambda c: c.delivery_id)
     return claims
 
@@ -235,6 +256,9 @@ def load_jobs(
     return jobs
 
 
+_SET_ROUTE = (
+    update(t.delivery).where(t.delivery.c.id == bindparam("b_id")).values(route=bindparam("route"))
+)
 _DELETE_HELD = delete(t.outbox).where(
     t.outbox.c.delivery_id.in_(bindparam("ids", expanding=True)),
     t.outbox.c.lease_owner == bindparam("owner"),
@@ -247,12 +271,17 @@ def settle(
     """Record the evidence of attempts and finish or reschedule their rows.
 
     Evidence is appended even if the lease was lost meanwhile (the send did
-    happen); the row itself is only touched while this worker still holds it,
-    so a worker that overran its lease cannot undo the newer holder's work.
+    happen), and so is the route it went through; the row itself (due time,
+    attempts, hop) is only touched while this worker still holds it, so a
+    worker that overran its lease cannot undo the newer holder's work or move
+    the delivery to another hop under it.
     """
     if not settlements:
         return
     append_evidence(conn, [e for s in settlements for e in s.evidence], now=now)
+    routed = [{"b_id": s.delivery_id, "route": s.route} for s in settlements if s.route]
+    if routed:
+        conn.execute(_SET_ROUTE, routed)
     done = [s.delivery_id for s in settlements if s.retry_at is None]
     for chunk in _chunks(done, 500):
         conn.execute(_DELETE_HELD, {"ids": chunk, "owner": owner})
@@ -263,6 +292,8 @@ def settle(
             "available_at": s.retry_at,
             "last_error": s.error,
             "first_attempt_at": s.attempted_at,
+            "route_index": s.route_index,
+            "route_failing_since": s.route_failing_since,
         }
         for s in settlements
         if s.retry_at is not None
@@ -279,6 +310,8 @@ def settle(
                 attempts=t.outbox.c.attempts + 1,
                 last_error=bindparam("last_error"),
                 lease_owner=None,
+                route_index=bindparam("route_index"),
+                route_failing_since=bindparam("route_failing_since", type_=t.UTCDateTime()),
                 # Keep the first attempt's time once set.
                 first_attempt_at=func.coalesce(
                     t.outbox.c.first_attempt_at, bindparam("first_attempt_at")
