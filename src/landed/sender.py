@@ -282,7 +282,7 @@ class Sender:
         detail = str(reply)
         if result.kind is Kind.SENT and result.dsn:
             detail += " [DSN requested]"
-        elif result.kind is Kind.SENT:
+        elif result.kind is Kind.SENT and result.dsn is False:
             detail += f" [{hop.name} offers no DSN]"
         if isinstance(result, MXResult) and result.note:
             detail += f" [{result.note}]"

@@ -73,8 +73,9 @@ class SendResult:
     reply: Reply
     #: Which transport or route carried it (``relay``).
     route: str
-    #: Whether RFC 3461 DSN parameters were sent (the server advertised DSN).
-    dsn: bool = False
+    #: Whether RFC 3461 DSN parameters were sent (the server advertised DSN);
+    #: None where DSN does not apply (an email service provider's HTTP API).
+    dsn: bool | None = None
 
 
 class Transport(Protocol):
