@@ -15,7 +15,7 @@ for delivery in client.status(topic="INC-1234"):
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NotRequired, TypedDict, Unpack
 
 from landed.clock import Clock, SystemClock
 from landed.compose.request import validate_request
@@ -27,6 +27,21 @@ from landed.store.ledger import NotifyResult
 from landed.store.queries import DeliveryView, find_deliveries
 from landed.store.record import record_notification
 from landed.tokens import ID_LENGTH, normalize_ref
+
+
+class NotifyFields(TypedDict):
+    """The keyword arguments of ``Client.notify``, declared once for both entry points.
+
+    ``validate_request`` checks each of them and names the offending field.
+    """
+
+    topic: str
+    cls: str
+    to: Sequence[str]
+    subject: str
+    text: str
+    html: NotRequired[str | None]
+    idempotency_key: NotRequired[str | None]
 
 
 class Client:
@@ -54,52 +69,13 @@ class Client:
         self._id_domain = self.settings.id_domain()
         self._policies = self.settings.policy_list()
 
-    def notify(
-        self,
-        *,
-        topic: str,
-        cls: str,
-        to: Sequence[str],
-        subject: str,
-        text: str,
-        html: str | None = None,
-        idempotency_key: str | None = None,
-    ) -> list[str]:
+    def notify(self, **fields: Unpack[NotifyFields]) -> list[str]:
         """Record a notification and queue its deliveries; return their ids."""
-        return [
-            d.delivery_id
-            for d in self.notify_detailed(
-                topic=topic,
-                cls=cls,
-                to=to,
-                subject=subject,
-                text=text,
-                html=html,
-                idempotency_key=idempotency_key,
-            ).deliveries
-        ]
+        return [d.delivery_id for d in self.notify_detailed(**fields).deliveries]
 
-    def notify_detailed(
-        self,
-        *,
-        topic: str,
-        cls: str,
-        to: Sequence[str],
-        subject: str,
-        text: str,
-        html: str | None = None,
-        idempotency_key: str | None = None,
-    ) -> NotifyResult:
+    def notify_detailed(self, **fields: Unpack[NotifyFields]) -> NotifyResult:
         """As ``notify``, returning tokens, sequence numbers and references too."""
-        request = validate_request(
-            topic=topic,
-            cls=cls,
-            to=to,
-            subject=subject,
-            text=text,
-            html=html,
-            idempotency_key=idempotency_key,
-        )
+        request = validate_request(**fields)
         with self.db.write() as conn:
             return record_notification(
                 conn,

@@ -8,7 +8,10 @@ Ingest runs after the message is safely stored (and the sender told ``250``):
    address, within the notification or a recent time window), marked as such;
 3. verify every token with the keyring — a token that does not verify is
    ignored, never trusted;
-4. append one evidence row per attributed recipient.
+4. append one evidence row per attributed recipient;
+5. when a human reply is new and ``forwarding`` names an address for its
+   delivery's policy, queue it for forwarding (``landed.forwarder``) in the
+   same transaction: a reply is never acknowledged without being queued.
 
 A message nothing can be tied to is kept as ``quarantined`` (``landed inbound
 quarantine`` lists them). Ingesting the same message twice adds nothing: the
@@ -31,6 +34,7 @@ from landed.errors import TokenError
 from landed.parse import Kind, RecipientReport, Report, Token, parse
 from landed.store import Database
 from landed.store import tables as t
+from landed.store.forwards import ReplyForwarding, enqueue_forward
 from landed.store.inbound import InboundMessage, load_inbound, mark_inbound
 from landed.store.ledger import NewEvidence, append_evidence
 from landed.tokens import TOKEN_PATTERN, Keyring
@@ -80,8 +84,18 @@ def envelope_token(rcpt_to: tuple[str, ...]) -> tuple[str, str] | None:
     return None
 
 
-def ingest(db: Database, keyring: Keyring, inbound_id: int, *, now: datetime) -> IngestResult:
-    """Read one stored message into evidence (or quarantine it)."""
+def ingest(
+    db: Database,
+    keyring: Keyring,
+    inbound_id: int,
+    *,
+    now: datetime,
+    forwarding: ReplyForwarding | None = None,
+) -> IngestResult:
+    """Read one stored message into evidence (or quarantine it).
+
+    ``forwarding``: where new human replies are forwarded (None: nowhere).
+    """
     with db.read() as conn:
         (message,) = load_inbound(conn, [inbound_id])
     envelope = envelope_token(message.rcpt_to)
@@ -90,11 +104,43 @@ def ingest(db: Database, keyring: Keyring, inbound_id: int, *, now: datetime) ->
         anchor, rejected = _anchor(conn, keyring, report, envelope)
         items, unattributed = _evidence(conn, keyring, message, report, anchor, envelope, now)
         added = append_evidence(conn, items, now=now)
+        if forwarding is not None and added:
+            # ``added`` is 0 when this message was read before: forwarded once only.
+            _queue_forwards(conn, forwarding, message.id, items, now)
         state = "ingested" if items else "quarantined"
         detail = _summary(report, anchor, items, unattributed, rejected)
         mark_inbound(conn, inbound_id, state=state, detail=detail, now=now)
     log.info("inbound %d: %s: %s", inbound_id, state, detail)
     return IngestResult(inbound_id, str(report.kind), state, added, detail)
+
+
+def _queue_forwards(
+    conn: Connection,
+    forwarding: ReplyForwarding,
+    inbound_id: int,
+    items: list[NewEvidence],
+    now: datetime,
+) -> None:
+    # Only a person's reply: an auto-reply is ``autoreply`` evidence (delivered,
+    # not acknowledged) and is never forwarded.
+    replied = sorted(
+        {i.delivery_id for i in items if i.source is EvidenceSource.REPLY and i.delivery_id}
+    )
+    if not replied:
+        return
+    policies = {
+        row.id: row.policy
+        for row in conn.execute(
+            select(t.delivery.c.id, t.delivery.c.policy).where(t.delivery.c.id.in_(replied))
+        )
+    }
+    for delivery_id in replied:
+        to = forwarding.address_for(policies.get(delivery_id))
+        if to:
+            enqueue_forward(
+                conn, inbound_id=inbound_id, delivery_id=delivery_id, to_address=to, now=now
+            )
+            log.info("inbound %d: reply queued for forwarding to %s", inbound_id, to)
 
 
 def _first_tracked(rcpt_to: tuple[str, ...]) -> str | None:

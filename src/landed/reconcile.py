@@ -17,13 +17,30 @@ second time.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, insert, select, update
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    Executable,
+    Integer,
+    Row,
+    String,
+    Text,
+    and_,
+    bindparam,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from landed.alerts.sinks import ALERT_CLASS, DIGEST_CLASS, log_alert, webhook_payload
 from landed.clock import Clock, SystemClock
@@ -35,18 +52,27 @@ from landed.domain.policy import Action, Judgement, Policy, State, Step, choose,
 from landed.store import Database
 from landed.store import tables as t
 from landed.store.alerts import (
+    AlertView,
+    Notice,
     add_event,
     enqueue_dispatch,
-    find_alerts,
-    resolve_alert,
+    enqueue_dispatches,
+    id_list,
+    one_of,
+    resolve_alerts,
     suppress,
     suppressed,
+    timelines,
 )
 from landed.store.record import record_notification
 from landed.store.resend import add_delivery
 from landed.tokens import human_ref
 
 log = logging.getLogger("landed.reconcile")
+
+#: Enum members by value: a dict lookup costs a fraction of ``Level(value)``.
+_LEVEL = {level.value: level for level in Level}
+_OUTCOME = {outcome.value: outcome for outcome in Outcome}
 
 _FAILING = {
     o.value for o in (Outcome.BOUNCED, Outcome.COMPLAINED, Outcome.SUPPRESSED, Outcome.REJECTED)
@@ -63,13 +89,6 @@ class TickResult:
     steps: int = 0
 
 
-_SET_DUE = (
-    update(t.delivery)
-    .where(t.delivery.c.id == bindparam("b_id"))
-    .values(due_at=bindparam("due_at", type_=t.UTCDateTime()))
-)
-
-
 @dataclass
 class _Batch:
     """What one tick decided, written after the loop."""
@@ -77,6 +96,10 @@ class _Batch:
     now: datetime
     due: dict[str, datetime | None] = field(default_factory=dict)
     to_open: list[tuple[Row[Any], Policy, str, Level, datetime]] = field(default_factory=list)
+    #: Open alerts that evidence now proves: (row, note), resolved after the loop.
+    to_resolve: list[tuple[Row[Any], Row[Any], str]] = field(default_factory=list)
+    #: Resolutions still waiting for the latest evidence to be named in their note.
+    need_proof: list[tuple[Row[Any], Row[Any], Level]] = field(default_factory=list)
 
 
 def _proven_by_resend(children: list[Row[Any]], required: Level) -> str | None:
@@ -85,6 +108,127 @@ def _proven_by_resend(children: list[Row[Any]], required: Level) -> str | None:
         if Level(child.level).rank >= required.rank and child.outcome not in _FAILING:
             return f"{human_ref(child.id)} to {child.to_header} is {child.level}"
     return None
+
+
+@functools.cache
+def _statements(dialect: str) -> _Statements:
+    """A tick's statements, built once per dialect (see ``one_of``: one parameter per list)."""
+    d, a = t.delivery, t.alert
+    # The due deliveries, in due_at index order, with what is needed about them
+    # read by correlated subqueries: joins let PostgreSQL's planner hash-join
+    # whole tables (a seq scan of every recipient and notification) for a
+    # thousand rows, a cost that grows with the ledger; a subquery per row is an
+    # index lookup on every engine. Locked on PostgreSQL (only the delivery
+    # rows), so that several reconcilers share the work without judging one
+    # delivery twice.
+    n = t.notification
+    rows = (
+        select(
+            d.c.id,
+            d.c.level,
+            d.c.outcome,
+            d.c.policy,
+            d.c.required,
+            d.c.deadline_at,
+            d.c.created_at,
+            d.c.seq,
+            d.c.to_header,
+            d.c.token,
+            d.c.resend_of,
+            _lookup(t.recipient.c.address, t.recipient.c.id == d.c.recipient_id, "address"),
+            _lookup(n.c.cls, n.c.id == d.c.notification_id, "cls"),
+            _lookup(n.c.subject, n.c.id == d.c.notification_id, "subject"),
+            _lookup(
+                t.topic.c.key,
+                and_(n.c.id == d.c.notification_id, t.topic.c.id == n.c.topic_id),
+                "topic_key",
+            ),
+        )
+        .where(d.c.due_at <= bindparam("now", type_=t.UTCDateTime()))
+        # Judged in a fixed order. The index gives due_at order; ties are sorted
+        # on the spot (an incremental sort on PostgreSQL, a small temp B-tree on SQLite).
+        .order_by(d.c.due_at, d.c.id)
+        .limit(bindparam("limit", type_=Integer()))
+    )
+    if dialect == "postgresql":
+        rows = rows.with_for_update(skip_locked=True, of=d)
+    # Every alert of these deliveries (a handful at most), the open one picked in
+    # Python: with ``state = 'open'`` in the query SQLite's planner may walk the
+    # state index, i.e. every open alert, instead of the delivery_id index.
+    alerts = select(
+        a.c.delivery_id, a.c.id, a.c.state, a.c.reason, a.c.detail, a.c.opened_at, a.c.steps_done
+    ).where(one_of(dialect, a.c.delivery_id, "ids"))
+    children = (
+        select(d.c.id, d.c.resend_of, d.c.level, d.c.outcome, d.c.to_header)
+        .where(one_of(dialect, d.c.resend_of, "ids"))
+        .order_by(d.c.id)
+    )
+    e = t.evidence
+    evidence = select(e.c.delivery_id, e.c.observed_at, e.c.id, e.c.source, e.c.detail).where(
+        one_of(dialect, e.c.delivery_id, "ids")
+    )
+    close = update(d).where(one_of(dialect, d.c.id, "ids")).values(due_at=None)
+    if dialect == "postgresql":
+        # Every other due time in one statement: the pairs as two parallel arrays.
+        pairs = select(
+            func.unnest(func.string_to_array(bindparam("ids", type_=String()), ",")).label("id"),
+            func.unnest(bindparam("dues", type_=ARRAY(t.UTCDateTime()))).label("due_at"),
+        ).subquery("pairs")
+        set_due: Executable = update(d).where(d.c.id == pairs.c.id).values(due_at=pairs.c.due_at)
+    else:
+        # SQLite runs an executemany in C, statement prepared once: cheap enough.
+        set_due = (
+            update(d)
+            .where(d.c.id == bindparam("b_id"))
+            .values(due_at=bindparam("due_at", type_=t.UTCDateTime()))
+        )
+    open_alerts: Executable | None = None
+    opened_events: Executable | None = None
+    if dialect == "postgresql":
+        now = bindparam("now", type_=t.UTCDateTime())
+        new = select(
+            func.unnest(func.string_to_array(bindparam("delivery_ids", type_=String()), ",")).label(
+                "delivery_id"
+            ),
+            func.unnest(bindparam("reasons", type_=ARRAY(String()))).label("reason"),
+            func.unnest(bindparam("details", type_=ARRAY(Text()))).label("detail"),
+        ).subquery("new")
+        open_alerts = (
+            insert(a)
+            .from_select(
+                ["delivery_id", "reason", "state", "detail", "opened_at", "steps_done"],
+                select(
+                    new.c.delivery_id, new.c.reason, literal("open"), new.c.detail, now, literal(0)
+                ),
+            )
+            .returning(a.c.id, a.c.delivery_id)
+        )
+        event = select(
+            func.unnest(bindparam("alert_ids", type_=ARRAY(BigInteger()))).label("alert_id"),
+            func.unnest(bindparam("details", type_=ARRAY(Text()))).label("detail"),
+        ).subquery("event")
+        opened_events = insert(t.alert_event).from_select(
+            ["alert_id", "at", "kind", "detail"],
+            select(event.c.alert_id, now, literal("opened"), event.c.detail),
+        )
+    return _Statements(rows, alerts, children, evidence, close, set_due, open_alerts, opened_events)
+
+
+def _lookup(column: Any, where: Any, name: str) -> Any:
+    return select(column).where(where).scalar_subquery().label(name)
+
+
+@dataclass(frozen=True, slots=True)
+class _Statements:
+    rows: Executable
+    alerts: Executable
+    children: Executable
+    evidence: Executable
+    close: Executable
+    set_due: Executable
+    #: PostgreSQL only: alerts and their "opened" events inserted from arrays.
+    open_alerts: Executable | None
+    opened_events: Executable | None
 
 
 class Reconciler:
@@ -110,28 +254,31 @@ class Reconciler:
         """Reconcile every delivery that is due now (up to ``limit``).
 
         The common cases cost a fixed number of statements per tick, not per
-        delivery: verdicts are computed in Python from one read, alerts are
-        opened with one multi-row insert, and due times are written with one
-        executemany. Escalation steps, rarer, run one by one.
+        delivery: three reads (the due rows with their particulars, their open
+        alerts, their resends), verdicts computed in Python, alerts opened and
+        resolved in batches, each list of ids bound as one parameter, and due
+        times written with one statement (PostgreSQL) or one executemany
+        (SQLite). Escalation steps, rarer, run one by one.
         """
         now = self.clock.now()
         result = TickResult()
         with self.db.write() as conn:
-            rows = self._due(conn, now, limit)
+            sql = _statements(conn.dialect.name)
+            rows = self._due(conn, sql, now, limit)
             if not rows:
                 return result
             ids = [r.id for r in rows]
-            alerts = self._open_alerts(conn, ids)
-            children = self._children(conn, ids)
+            alerts = self._open_alerts(conn, sql, ids)
+            children = self._children(conn, sql, ids)
             batch = _Batch(now)
             for row in rows:
                 self._reconcile(
                     conn, row, alerts.get(row.id), children.get(row.id, []), batch, result
                 )
                 result.judged += 1
-            self._open_alerts_for(conn, batch, result)
-            if batch.due:
-                conn.execute(_SET_DUE, [{"b_id": k, "due_at": v} for k, v in batch.due.items()])
+            self._resolve(conn, sql, batch, result)
+            self._open_alerts_for(conn, sql, batch, result)
+            self._write_due(conn, sql, batch.due)
         return result
 
     def run(self, stop: threading.Event, interval: float = 5.0) -> None:
@@ -148,56 +295,15 @@ class Reconciler:
 
     # --- reading ---------------------------------------------------------------------
 
-    def _due(self, conn: Connection, now: datetime, limit: int) -> list[Row[Any]]:
-        # First the due ids, from the due_at index alone (and locked on
-        # PostgreSQL, so that several reconcilers share the work without judging
-        # one delivery twice); then what is needed about just those. One query
-        # with the joins lets the planner hash-join whole tables: a cost that
-        # grows with the ledger.
-        due = (
-            select(t.delivery.c.id)
-            .where(t.delivery.c.due_at <= now)
-            .order_by(t.delivery.c.due_at)
-            .limit(limit)
-        )
-        if conn.dialect.name == "postgresql":
-            due = due.with_for_update(skip_locked=True)
-        ids = list(conn.execute(due).scalars())
-        if not ids:
-            return []
-        query = (
-            select(
-                t.delivery.c.id,
-                t.delivery.c.level,
-                t.delivery.c.outcome,
-                t.delivery.c.policy,
-                t.delivery.c.required,
-                t.delivery.c.deadline_at,
-                t.delivery.c.created_at,
-                t.delivery.c.due_at,
-                t.delivery.c.seq,
-                t.delivery.c.to_header,
-                t.delivery.c.token,
-                t.delivery.c.resend_of,
-                t.recipient.c.address,
-                t.notification.c.cls,
-                t.notification.c.subject,
-                t.topic.c.key.label("topic_key"),
-            )
-            .join(t.recipient, t.recipient.c.id == t.delivery.c.recipient_id)
-            .join(t.notification, t.notification.c.id == t.delivery.c.notification_id)
-            .join(t.topic, t.topic.c.id == t.notification.c.topic_id)
-            .where(t.delivery.c.id.in_(ids))
-        )
-        return sorted(conn.execute(query), key=lambda r: (r.due_at, r.id))
+    def _due(self, conn: Connection, sql: _Statements, now: datetime, limit: int) -> list[Row[Any]]:
+        return list(conn.execute(sql.rows, {"now": now, "limit": limit}).all())
 
-    def _open_alerts(self, conn: Connection, ids: list[str]) -> dict[str, Row[Any]]:
-        if not ids:
-            return {}
-        rows = conn.execute(
-            select(t.alert).where(t.alert.c.delivery_id.in_(ids), t.alert.c.state == "open")
-        )
-        return {r.delivery_id: r for r in rows}
+    def _open_alerts(
+        self, conn: Connection, sql: _Statements, ids: list[str]
+    ) -> dict[str, Row[Any]]:
+        found = conn.execute(sql.alerts, {"ids": id_list(conn.dialect.name, ids)}).all()
+        # At most one open alert per delivery: one is opened only when none is.
+        return {r.delivery_id: r for r in found if r.state == "open"}
 
     def policy_for(self, row: Row[Any]) -> Policy:
         named = self.by_name.get(row.policy) if row.policy else None
@@ -222,11 +328,11 @@ class Reconciler:
             batch.due[row.resend_of] = now
             return
         policy = self.policy_for(row)
-        required = Level(row.required) if row.required else policy.required
+        required = _LEVEL[row.required] if row.required else policy.required
         deadline_at = row.deadline_at or row.created_at + policy.deadline
         verdict = judge(
-            Level(row.level),
-            Outcome(row.outcome) if row.outcome else None,
+            _LEVEL[row.level],
+            _OUTCOME[row.outcome] if row.outcome else None,
             required,
             deadline_at,
             now,
@@ -239,13 +345,11 @@ class Reconciler:
         if verdict.state is State.MET:
             if alert is not None:
                 if verdict.reason:  # proven through a resend or fallback
-                    note = f"proven by escalation: delivery {verdict.reason}"
-                else:
-                    proof = self._latest_evidence(conn, row.id)
-                    note = f"late evidence proves {row.level} (required {required}): {proof}"
-                if resolve_alert(conn, alert.id, by="evidence", note=note, now=now):
-                    result.resolved.append(alert.id)
-                    self._announce(conn, [alert.id], "resolved", now)
+                    batch.to_resolve.append(
+                        (row, alert, f"proven by escalation: delivery {verdict.reason}")
+                    )
+                else:  # named after the loop, with the latest evidence of all of them at once
+                    batch.need_proof.append((row, alert, required))
         elif verdict.state is State.FAILED:
             reason = verdict.reason or "failed"
             if alert is None:
@@ -286,12 +390,57 @@ class Reconciler:
         if done < len(policy.steps):
             batch.due[row.id] = opened_at + policy.steps[done].after
 
-    def _open_alerts_for(self, conn: Connection, batch: _Batch, result: TickResult) -> None:
+    def _resolve(
+        self, conn: Connection, sql: _Statements, batch: _Batch, result: TickResult
+    ) -> None:
+        """Resolve the open alerts this tick found proven, all at once."""
+        if batch.need_proof:
+            latest = self._latest_evidence_of(conn, sql, [r.id for r, _, _ in batch.need_proof])
+            for row, alert, required in batch.need_proof:
+                proof = latest.get(row.id, "")
+                batch.to_resolve.append(
+                    (row, alert, f"late evidence proves {row.level} (required {required}): {proof}")
+                )
+        if not batch.to_resolve:
+            return
+        notes = {alert.id: note for _, alert, note in batch.to_resolve}
+        done = set(resolve_alerts(conn, notes, by="evidence", now=batch.now))
+        resolved = [item for item in batch.to_resolve if item[1].id in done]
+        result.resolved.extend(alert.id for _, alert, _ in resolved)
+        if not resolved:
+            return
+        events = timelines(conn, [alert.id for _, alert, _ in resolved]) if self.sinks else {}
+        views = [
+            AlertView(
+                id=alert.id,
+                delivery_id=row.id,
+                reason=alert.reason,
+                state="resolved",
+                detail=alert.detail,
+                opened_at=alert.opened_at,
+                resolved_at=batch.now,
+                resolved_by="evidence",
+                note=note,
+                steps_done=alert.steps_done,
+                topic=row.topic_key,
+                recipient=row.address,
+                seq=row.seq,
+                level=row.level,
+                outcome=row.outcome,
+                timeline=events.get(alert.id, ()),
+            )
+            for row, alert, note in resolved
+        ]
+        self._announce(conn, views, "resolved", batch.now)
+
+    def _open_alerts_for(
+        self, conn: Connection, sql: _Statements, batch: _Batch, result: TickResult
+    ) -> None:
         """Open the alerts this tick found, all at once."""
         if not batch.to_open:
             return
         now = batch.now
-        latest = self._latest_evidence_of(conn, [item[0].id for item in batch.to_open])
+        latest = self._latest_evidence_of(conn, sql, [item[0].id for item in batch.to_open])
         values = []
         for row, _policy, reason, required, deadline_at in batch.to_open:
             detail = latest.get(row.id) or f"not {required} by {deadline_at:%Y-%m-%d %H:%M} UTC"
@@ -305,73 +454,115 @@ class Reconciler:
                     "steps_done": 0,
                 }
             )
-        opened = (
-            conn.execute(
-                insert(t.alert).returning(t.alert.c.id, sort_by_parameter_order=True), values
-            )
-            .scalars()
-            .all()
-        )
-        conn.execute(
-            t.alert_event.insert(),
-            [
-                {
-                    "alert_id": alert_id,
-                    "at": now,
-                    "kind": "opened",
-                    "detail": f"{v['reason']}: {v['detail']}",
-                }
-                for alert_id, v in zip(opened, values, strict=True)
-            ],
-        )
+        opened = self._insert_alerts(conn, sql, values, now)
         result.opened.extend(opened)
-        self._announce(conn, list(opened), "opened", now)
+        # The alerts as find_alerts would read them back now, without reading them:
+        # everything is at hand, and the timeline so far is the one "opened" event.
+        views = [
+            AlertView(
+                id=alert_id,
+                delivery_id=row.id,
+                reason=str(v["reason"]),
+                state="open",
+                detail=str(v["detail"]),
+                opened_at=now,
+                resolved_at=None,
+                resolved_by=None,
+                note=None,
+                steps_done=0,
+                topic=row.topic_key,
+                recipient=row.address,
+                seq=row.seq,
+                level=row.level,
+                outcome=row.outcome,
+                timeline=((now, "opened", f"{v['reason']}: {v['detail']}"),),
+            )
+            for alert_id, v, (row, *_rest) in zip(opened, values, batch.to_open, strict=True)
+        ]
+        self._announce(conn, views, "opened", now)
         for alert_id, (row, policy, reason, _required, _deadline) in zip(
             opened, batch.to_open, strict=True
         ):
             self._maybe_suppress(conn, row, reason, policy, alert_id, now)
             self._escalate(conn, row, policy, alert_id, now, 0, reason, batch, result)
 
-    def _children(self, conn: Connection, ids: list[str]) -> dict[str, list[Row[Any]]]:
-        found: dict[str, list[Row[Any]]] = {}
-        for child in conn.execute(
-            select(
-                t.delivery.c.id,
-                t.delivery.c.resend_of,
-                t.delivery.c.level,
-                t.delivery.c.outcome,
-                t.delivery.c.to_header,
+    def _insert_alerts(
+        self, conn: Connection, sql: _Statements, values: list[dict[str, Any]], now: datetime
+    ) -> list[int]:
+        """Insert the alerts and their "opened" events; the alert ids, in ``values``' order."""
+        events = [f"{v['reason']}: {v['detail']}" for v in values]
+        if sql.open_alerts is None or sql.opened_events is None:
+            # One multi-row INSERT ... RETURNING; the ids are matched back by delivery
+            # (a tick opens at most one alert per delivery), since asking SQLAlchemy
+            # to keep the parameters' order makes it insert row by row on SQLite.
+            by_delivery = {
+                r.delivery_id: r.id
+                for r in conn.execute(
+                    insert(t.alert).returning(t.alert.c.id, t.alert.c.delivery_id), values
+                )
+            }
+            opened = [by_delivery[v["delivery_id"]] for v in values]
+            conn.execute(
+                t.alert_event.insert(),
+                [
+                    {"alert_id": alert_id, "at": now, "kind": "opened", "detail": detail}
+                    for alert_id, detail in zip(opened, events, strict=True)
+                ],
             )
-            .where(t.delivery.c.resend_of.in_(ids))
-            .order_by(t.delivery.c.id)
-        ):
+            return opened
+        # PostgreSQL: each insert is one statement over arrays; the ids are matched
+        # back by delivery (a tick opens at most one alert per delivery).
+        by_delivery = {
+            r.delivery_id: r.id
+            for r in conn.execute(
+                sql.open_alerts,
+                {
+                    "delivery_ids": id_list("postgresql", [v["delivery_id"] for v in values]),
+                    "reasons": [v["reason"] for v in values],
+                    "details": [v["detail"] for v in values],
+                    "now": now,
+                },
+            )
+        }
+        opened = [by_delivery[v["delivery_id"]] for v in values]
+        conn.execute(sql.opened_events, {"alert_ids": opened, "details": events, "now": now})
+        return opened
+
+    def _write_due(
+        self, conn: Connection, sql: _Statements, due: dict[str, datetime | None]
+    ) -> None:
+        dialect = conn.dialect.name
+        closed = [k for k, v in due.items() if v is None]
+        later = [(k, v) for k, v in due.items() if v is not None]
+        if closed:
+            conn.execute(sql.close, {"ids": id_list(dialect, closed)})
+        if not later:
+            return
+        if dialect == "postgresql":
+            conn.execute(
+                sql.set_due,
+                {"ids": id_list(dialect, [k for k, _ in later]), "dues": [v for _, v in later]},
+            )
+        else:
+            conn.execute(sql.set_due, [{"b_id": k, "due_at": v} for k, v in later])
+
+    def _children(
+        self, conn: Connection, sql: _Statements, ids: list[str]
+    ) -> dict[str, list[Row[Any]]]:
+        found: dict[str, list[Row[Any]]] = {}
+        for child in conn.execute(sql.children, {"ids": id_list(conn.dialect.name, ids)}).all():
             found.setdefault(child.resend_of, []).append(child)
         return found
 
-    def _latest_evidence_of(self, conn: Connection, ids: list[str]) -> dict[str, str]:
+    def _latest_evidence_of(
+        self, conn: Connection, sql: _Statements, ids: list[str]
+    ) -> dict[str, str]:
         latest: dict[str, tuple[datetime, int, str]] = {}
-        for e in conn.execute(
-            select(
-                t.evidence.c.delivery_id,
-                t.evidence.c.observed_at,
-                t.evidence.c.id,
-                t.evidence.c.source,
-                t.evidence.c.detail,
-            ).where(t.evidence.c.delivery_id.in_(ids))
-        ):
+        for e in conn.execute(sql.evidence, {"ids": id_list(conn.dialect.name, ids)}).all():
             key = (e.observed_at, e.id, f"{e.source}: {e.detail}")
             if e.delivery_id not in latest or key[:2] > latest[e.delivery_id][:2]:
                 latest[e.delivery_id] = key
         return {k: v[2] for k, v in latest.items()}
-
-    def _latest_evidence(self, conn: Connection, delivery_id: str) -> str:
-        row = conn.execute(
-            select(t.evidence.c.source, t.evidence.c.detail)
-            .where(t.evidence.c.delivery_id == delivery_id)
-            .order_by(t.evidence.c.observed_at.desc(), t.evidence.c.id.desc())
-            .limit(1)
-        ).one_or_none()
-        return f"{row.source}: {row.detail}" if row else ""
 
     def _maybe_suppress(
         self,
@@ -411,16 +602,19 @@ class Reconciler:
 
     # --- acting --------------------------------------------------------------------------
 
-    def _announce(self, conn: Connection, alert_ids: list[int], event: str, now: datetime) -> None:
+    def _announce(
+        self, conn: Connection, views: list[AlertView], event: str, now: datetime
+    ) -> None:
         """The structured log line for each alert, and a notice queued for each sink."""
-        for view in find_alerts(conn, state=None, ids=alert_ids, limit=len(alert_ids)):
-            log_alert(f"alert.{event}", view.as_dict())
-            if self.sinks:
+        name = f"alert.{event}"
+        for view in views:
+            log_alert(name, view)
+        if self.sinks:
+            notices = []
+            for view in views:
                 payload = webhook_payload(view)
-                for sink in self.sinks:
-                    enqueue_dispatch(
-                        conn, view.id, sink=sink, event=f"alert.{event}", payload=payload, now=now
-                    )
+                notices += [Notice(view.id, sink, name, payload) for sink in self.sinks]
+            enqueue_dispatches(conn, notices, now=now)
 
     def _run_steps(
         self,

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
 
+from landed.alerts.sinks import webhook_payload
 from landed.client import Client
 from landed.clock import FixedClock
 from landed.config import Settings
@@ -272,3 +275,71 @@ def test_a_delivered_resend_resolves_the_original_alert(world: World) -> None:
     (alert,) = world.alerts(state="resolved")
     assert "proven by escalation" in (alert.note or "")
     assert len(world.alerts(state=None)) == 1, "the resend raised no alert of its own"
+
+
+def _notices(world: World) -> list[dict[str, object]]:
+    with world.db.read() as conn:
+        rows = conn.execute(select(t.dispatch).order_by(t.dispatch.c.id)).all()
+    return [{"sink": r.sink, **json.loads(r.payload)} for r in rows]
+
+
+def test_notices_and_log_lines_carry_the_alert_as_the_ledger_reads_it(
+    settings: Settings, clock: FixedClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The tick builds the alerts it announces in memory, in batches: what it queues
+    and logs must be exactly what reading the alert back gives."""
+    configured = settings.model_copy(
+        update={
+            "policies": Settings(
+                policies=[{"name": "p", "required": "delivered", "deadline": "15m"}]
+            ).policies,
+            "alert_webhook_url": "http://127.0.0.1:9/alerts",
+            "alert_webhook_secret": "s3cret-s3cret-s3cret",
+            "alert_email_to": "ops@corp.test",
+        }
+    )
+    world = World(configured, clock)
+    try:
+        sent = [world.send(f"user{i}@corp.test", topic=f"INC-{i}") for i in range(30)]
+        world.evidence(sent[0], outcome=Outcome.BOUNCED, status="5.1.1", detail="unknown")
+        world.clock.advance(minutes=16)
+        with caplog.at_level(logging.INFO, logger="landed.alerts"):
+            opened = world.reconciler.tick().opened
+        assert len(opened) == 30
+        alerts = {a.id: a for a in world.alerts()}
+        assert {a.delivery_id for a in alerts.values()} == set(sent), "one alert per delivery"
+        by_delivery = {a.delivery_id: a for a in alerts.values()}
+        assert by_delivery[sent[0]].reason == "bounced"
+        assert {by_delivery[d].reason for d in sent[1:]} == {"expired"}
+        notices = _notices(world)
+        assert sorted(n["sink"] for n in notices) == sorted(["email", "webhook"] * 30)
+        for notice in notices:
+            alert = alerts[notice["alert"]["id"]]  # type: ignore[index]
+            assert notice["event"] == "alert.opened"
+            expected = webhook_payload(alert)["alert"]
+            # Announced as it opened: suppression comes after, on the timeline only.
+            expected["timeline"] = expected["timeline"][:1]  # type: ignore[index]
+            assert notice["alert"] == expected
+        lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "landed.alerts"]
+        assert len(lines) == 30
+        for line in lines:
+            expected = {k: v for k, v in alerts[line["id"]].as_dict().items() if k != "timeline"}
+            assert line == {"kind": "landed.alert", "event": "alert.opened", **expected}
+
+        # Late evidence for ten of them: resolved together, each with its own note.
+        for d in sent[1:11]:
+            world.evidence(d, level=Level.DELIVERED, status="2.0.0", detail=f"delivered {d}")
+        assert len(world.reconciler.tick().resolved) == 10
+        resolved = {a.id: a for a in world.alerts(state="resolved")}
+        assert {a.delivery_id for a in resolved.values()} == set(sent[1:11])
+        for a in resolved.values():
+            assert a.note is not None and a.note.endswith(f"delivered {a.delivery_id}")
+            assert a.resolved_by == "evidence" and a.timeline[-1][1] == "resolved"
+        later = [n for n in _notices(world) if n["event"] == "alert.resolved"]
+        assert len(later) == 20
+        for notice in later:
+            alert = resolved[notice["alert"]["id"]]  # type: ignore[index]
+            assert notice["alert"] == webhook_payload(alert)["alert"]
+        assert world.reconciler.tick().resolved == [], "idempotent"
+    finally:
+        world.db.dispose()

@@ -128,17 +128,23 @@ def redact_url(url: str) -> str:
 # --- the structured log line ----------------------------------------------------------
 
 
-def log_alert(event: str, alert: Mapping[str, object]) -> None:
+def log_alert(event: str, alert: AlertView | Mapping[str, object]) -> None:
     """One JSON line on logger ``landed.alerts`` (warning when an alert opens).
 
-    ``alert`` is ``AlertView.as_dict()``; its timeline is left out, the line
-    stays one line.
+    ``alert`` is an ``AlertView`` or its ``as_dict()``; its timeline is left
+    out, the line stays one line. Nothing is formatted when the level is off.
     """
+    level = logging.WARNING if event.removeprefix("alert.") == "opened" else logging.INFO
+    if not log.isEnabledFor(level):
+        return
+    fields = alert if isinstance(alert, Mapping) else alert.as_dict()
     record: dict[str, object] = {"kind": PAYLOAD_TYPE, "event": event}
-    record.update((k, v) for k, v in alert.items() if k != "timeline")
-    line = json.dumps(record, ensure_ascii=False, sort_keys=True, default=str)
-    opened = event.removeprefix("alert.") == "opened"
-    log.log(logging.WARNING if opened else logging.INFO, "%s", line)
+    record.update((k, v) for k, v in fields.items() if k != "timeline")
+    log.log(level, "%s", _LINE.encode(record))
+
+
+#: Made once: ``json.dumps`` with options builds a new encoder at every call.
+_LINE = json.JSONEncoder(ensure_ascii=False, sort_keys=True, default=str)
 
 
 # --- the alert email -------------------------------------------------------------------

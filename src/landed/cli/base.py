@@ -7,9 +7,10 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from types import FrameType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from rich.console import Console
@@ -17,12 +18,34 @@ from rich.console import Console
 from landed.config import Settings, load_settings
 from landed.errors import ConfigError, LandedError
 
+if TYPE_CHECKING:
+    from landed.store import Database
+
 F = TypeVar("F", bound=Callable[..., Any])
 out = Console(highlight=False, soft_wrap=True)
 
 
 def load() -> Settings:
     return load_settings()
+
+
+@contextmanager
+def open_ledger(settings: Settings | None = None) -> Iterator[tuple[Settings, Database]]:
+    """The settings and the ledger, checked to be at the latest schema; closed on exit.
+
+    ``settings`` defaults to the configuration file and environment. The
+    store is imported here, not at module level, so that commands which never
+    touch the ledger (``parse``, ``--help``) do not pay for SQLAlchemy.
+    """
+    from landed.store import Database
+
+    settings = settings if settings is not None else load()
+    database = Database(settings.database_url)
+    try:
+        database.check_current()
+        yield settings, database
+    finally:
+        database.dispose()
 
 
 def emit_json(obj: object) -> None:

@@ -15,6 +15,7 @@ from landed.cli.base import (
     cli,
     emit_json,
     load,
+    open_ledger,
     out,
     setup_logging,
     stop_on_signals,
@@ -34,8 +35,8 @@ def inbound() -> None:
 def inbound_smtp(ctx: click.Context, listen: str | None) -> None:
     """Listen for mail to the bounce domain; store it, then read it into evidence."""
     from landed.config import parse_hostport
+    from landed.forwarder import reply_forwarding
     from landed.inbound.smtpd import BounceHandler, InboundServer
-    from landed.store import Database
 
     if not ctx.obj.get("log_level"):
         setup_logging("info")
@@ -44,19 +45,23 @@ def inbound_smtp(ctx: click.Context, listen: str | None) -> None:
         host, port = parse_hostport(listen or settings.inbound_listen)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--listen") from None
-    database = Database(settings.database_url)
-    database.check_current()
-    handler = BounceHandler(database, settings.keyring(), {settings.require_bounce_domain()})
-    server = InboundServer(
-        handler,
-        host,
-        port,
-        max_size=settings.inbound_max_bytes,
-        tls_context=settings.inbound_tls(),
-    )
-    stop = threading.Event()
-    stop_on_signals(stop)
-    server.serve_until(stop)
+    with open_ledger(settings) as (_, database):
+        handler = BounceHandler(
+            database,
+            settings.keyring(),
+            {settings.require_bounce_domain()},
+            forwarding=reply_forwarding(settings),
+        )
+        server = InboundServer(
+            handler,
+            host,
+            port,
+            max_size=settings.inbound_max_bytes,
+            tls_context=settings.inbound_tls(),
+        )
+        stop = threading.Event()
+        stop_on_signals(stop)
+        server.serve_until(stop)
 
 
 @inbound.command("imap")
@@ -64,25 +69,25 @@ def inbound_smtp(ctx: click.Context, listen: str | None) -> None:
 @click.pass_context
 def inbound_imap(ctx: click.Context, once: bool) -> None:
     """Poll the IMAP bounce mailbox (imap_url); IDLE where the server offers it."""
+    from landed.forwarder import reply_forwarding
     from landed.inbound.imap import ImapPoller
-    from landed.store import Database
 
     if not ctx.obj.get("log_level"):
         setup_logging("info")
-    settings = load()
-    database = Database(settings.database_url)
-    database.check_current()
-    poller = ImapPoller(database, settings.keyring(), settings.imap())
-    if once:
-        try:
-            count = poller.poll_once()
-        finally:
-            poller.close()
-        logging.getLogger("landed.imap").info("read %d new messages", count)
-        return
-    stop = threading.Event()
-    stop_on_signals(stop)
-    poller.run(stop)
+    with open_ledger() as (settings, database):
+        poller = ImapPoller(
+            database, settings.keyring(), settings.imap(), forwarding=reply_forwarding(settings)
+        )
+        if once:
+            try:
+                count = poller.poll_once()
+            finally:
+                poller.close()
+            logging.getLogger("landed.imap").info("read %d new messages", count)
+            return
+        stop = threading.Event()
+        stop_on_signals(stop)
+        poller.run(stop)
 
 
 @inbound.command("quarantine")
@@ -90,12 +95,9 @@ def inbound_imap(ctx: click.Context, once: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def inbound_quarantine(limit: int, as_json: bool) -> None:
     """List received mail that could not be tied to any delivery."""
-    from landed.store import Database
     from landed.store.inbound import list_inbound
 
-    database = Database(load().database_url)
-    database.check_current()
-    with database.read() as conn:
+    with open_ledger() as (_, database), database.read() as conn:
         found = list_inbound(conn, state="quarantined", limit=limit)
     if as_json:
         for m in found:

@@ -8,7 +8,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.table import Table
@@ -17,12 +17,16 @@ from landed.cli.base import (
     cli,
     emit_json,
     load,
+    open_ledger,
     out,
     setup_logging,
     stop_on_signals,
 )
-from landed.config import config_path
+from landed.config import Settings, config_path
 from landed.tokens import new_secret
+
+if TYPE_CHECKING:
+    from landed.store import Database
 
 # --- init and db ------------------------------------------------------------------------
 
@@ -277,19 +281,18 @@ def _print_delivery(view: Any) -> None:
 @click.option("--once", is_flag=True, help="Send everything due now, then exit.")
 @click.pass_context
 def worker(ctx: click.Context, once: bool) -> None:
-    """Send queued deliveries through the relay."""
-    from landed.sender import Sender
-    from landed.store import Database
-    from landed.transport.smtp import SMTPRelay
-
+    """Send queued deliveries through their routes (by default, the relay)."""
     if not ctx.obj.get("log_level"):
         setup_logging("info")
-    settings = load()
-    database = Database(settings.database_url)
-    database.check_current()
-    transport = SMTPRelay(
-        settings.relay(), dsn_notify=settings.dsn_notify, dsn_ret=settings.dsn_ret
-    )
+    with open_ledger() as (settings, database):
+        _run_worker(settings, database, once=once)
+
+
+def _run_worker(settings: Settings, database: Database, *, once: bool) -> None:
+    from landed.sender import Sender
+    from landed.transport.routes import build_router
+
+    transport = build_router(settings)
     sender = Sender(database, settings, transport)
     stop = threading.Event()
     stop_on_signals(stop)

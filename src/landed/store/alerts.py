@@ -4,15 +4,65 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, delete, or_, select, update
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Connection,
+    Row,
+    String,
+    any_,
+    bindparam,
+    cast,
+    delete,
+    func,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from landed.store import tables as t
 from landed.store.ledger import dialect_insert
+
+# --- a list of ids as one parameter -----------------------------------------------------
+#
+# ``column.in_(ids)`` renders one bind parameter per id: for a tick's 1,000 due
+# deliveries SQLAlchemy and the driver then spend more time writing and parsing
+# the statement than the database spends running it, and each statement text is
+# new to the driver's cache. One parameter instead: on PostgreSQL a
+# comma-separated string split by ``string_to_array`` (cheaper to send than a
+# text array, which psycopg quotes element by element), on SQLite a JSON array
+# read by ``json_each`` (built in since SQLite 3.38, and in the json1 extension
+# compiled into Python's before that). Ids are base32 or integers: never a comma.
+
+
+def one_of(
+    dialect: str, column: ColumnElement[Any], name: str, *, integers: bool = False
+) -> ColumnElement[bool]:
+    """``column`` is one of the ids bound to ``name`` (see ``id_list``)."""
+    if dialect == "postgresql":
+        items = func.string_to_array(bindparam(name, type_=String()), ",")
+        if integers:
+            return column == any_(cast(items, ARRAY(BigInteger())))
+        return column == any_(items)
+    values = func.json_each(bindparam(name, type_=String())).table_valued("value")
+    return column.in_(select(values.c.value))
+
+
+def id_list(dialect: str, ids: Iterable[str | int]) -> str:
+    """The parameter value for ``one_of``."""
+    values = list(ids)
+    if dialect != "postgresql":
+        return json.dumps(values)
+    joined = ",".join(map(str, values))
+    if joined.count(",") != max(len(values) - 1, 0):
+        raise ValueError("an id holds a comma")
+    return joined
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +156,68 @@ def resolve_alert(conn: Connection, alert_id: int, *, by: str, note: str, now: d
     return bool(done)
 
 
+def resolve_alerts(
+    conn: Connection, notes: Mapping[int, str], *, by: str, now: datetime
+) -> list[int]:
+    """Resolve those of ``notes``' alerts that are open, each with its note, in a fixed
+    number of statements; the ids resolved (as ``resolve_alert`` does one by one)."""
+    if not notes:
+        return []
+    dialect = conn.dialect.name
+    a = t.alert
+    still_open = (
+        select(a.c.id, a.c.delivery_id)
+        .where(one_of(dialect, a.c.id, "ids", integers=True), a.c.state == "open")
+        .order_by(a.c.id)
+    )
+    if dialect == "postgresql":
+        still_open = still_open.with_for_update()  # a person resolving it meanwhile waits
+    rows = conn.execute(still_open, {"ids": id_list(dialect, notes)}).all()
+    if not rows:
+        return []
+    conn.execute(
+        update(a)
+        .where(a.c.id == bindparam("b_id"))
+        .values(state="resolved", resolved_at=now, resolved_by=by, note=bindparam("b_note")),
+        [{"b_id": r.id, "b_note": notes[r.id]} for r in rows],
+    )
+    conn.execute(
+        t.alert_event.insert(),
+        [
+            {"alert_id": r.id, "at": now, "kind": "resolved", "detail": f"by {by}: {notes[r.id]}"}
+            for r in rows
+        ],
+    )
+    conn.execute(
+        update(t.delivery).where(one_of(dialect, t.delivery.c.id, "ids")).values(due_at=None),
+        {"ids": id_list(dialect, sorted({r.delivery_id for r in rows}))},
+    )
+    return [r.id for r in rows]
+
+
+def timelines(
+    conn: Connection, alert_ids: Sequence[int]
+) -> dict[int, tuple[tuple[datetime, str, str], ...]]:
+    """Each alert's timeline, oldest event first."""
+    if not alert_ids:
+        return {}
+    dialect = conn.dialect.name
+    events: dict[int, list[tuple[datetime, str, str]]] = {}
+    for e in conn.execute(
+        select(
+            t.alert_event.c.alert_id,
+            t.alert_event.c.at,
+            t.alert_event.c.kind,
+            t.alert_event.c.detail,
+        )
+        .where(one_of(dialect, t.alert_event.c.alert_id, "ids", integers=True))
+        .order_by(t.alert_event.c.at, t.alert_event.c.id),
+        {"ids": id_list(dialect, alert_ids)},
+    ):
+        events.setdefault(e.alert_id, []).append((e.at, e.kind, e.detail))
+    return {k: tuple(v) for k, v in events.items()}
+
+
 def find_alerts(
     conn: Connection,
     *,
@@ -139,15 +251,8 @@ def find_alerts(
     if delivery_ids is not None:
         query = query.where(t.alert.c.delivery_id.in_(list(delivery_ids)))
     rows = conn.execute(query).all()
-    events: dict[int, list[tuple[datetime, str, str]]] = {}
-    if timeline and rows:
-        for e in conn.execute(
-            select(t.alert_event)
-            .where(t.alert_event.c.alert_id.in_([r.id for r in rows]))
-            .order_by(t.alert_event.c.at, t.alert_event.c.id)
-        ):
-            events.setdefault(e.alert_id, []).append((e.at, e.kind, e.detail))
-    return [_alert_view(r, tuple(events.get(r.id, ()))) for r in rows]
+    events = timelines(conn, [r.id for r in rows]) if timeline else {}
+    return [_alert_view(r, events.get(r.id, ())) for r in rows]
 
 
 def _alert_view(r: Row[Any], timeline: tuple[tuple[datetime, str, str], ...]) -> AlertView:
@@ -270,6 +375,16 @@ def dispatch_key(alert_id: int, event: str, sink: str) -> str:
     return f"landed-alert-{alert_id}-{digest}"
 
 
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """One notice for one sink: ``payload`` plus ``event`` and ``idempotency_key``."""
+
+    alert_id: int
+    sink: str
+    event: str
+    payload: Mapping[str, object]
+
+
 def enqueue_dispatch(
     conn: Connection,
     alert_id: int,
@@ -285,16 +400,29 @@ def enqueue_dispatch(
     caller that sends the same event twice on purpose (two escalation steps to
     one URL) puts the step number in ``event``.
     """
-    key = dispatch_key(alert_id, event, sink)
-    ins = dialect_insert(conn, t.dispatch)
-    conn.execute(
-        ins.values(
-            alert_id=alert_id,
-            sink=sink,
-            idempotency_key=key,
-            payload=json.dumps({**payload, "event": event, "idempotency_key": key}, default=str),
-            attempts=0,
-            available_at=now,
-            created_at=now,
-        ).on_conflict_do_nothing(index_elements=["idempotency_key"])
+    enqueue_dispatches(conn, [Notice(alert_id, sink, event, payload)], now=now)
+
+
+def enqueue_dispatches(conn: Connection, notices: Sequence[Notice], *, now: datetime) -> None:
+    """``enqueue_dispatch`` for many notices, in one statement."""
+    if not notices:
+        return
+    rows = []
+    for n in notices:
+        key = dispatch_key(n.alert_id, n.event, n.sink)
+        body = json.dumps({**n.payload, "event": n.event, "idempotency_key": key}, default=str)
+        rows.append(
+            {
+                "alert_id": n.alert_id,
+                "sink": n.sink,
+                "idempotency_key": key,
+                "payload": body,
+                "attempts": 0,
+                "available_at": now,
+                "created_at": now,
+            }
+        )
+    ins = dialect_insert(conn, t.dispatch).on_conflict_do_nothing(
+        index_elements=["idempotency_key"]
     )
+    conn.execute(ins, rows)
