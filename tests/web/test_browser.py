@@ -181,7 +181,7 @@ def test_log_in_open_every_page_resolve_an_alert_and_acknowledge(
             token = settings.keyring().sign(second)
             reader = browser.new_page(viewport={"width": 900, "height": 700})
             reader.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-            reader.goto(f"{base}/t/a/{token}")
+            reader.goto(f"{base}/t/ack/{token}")
             expect(reader.locator("h1")).to_have_text("Did you get this notification?")
             reader.screenshot(path=artifacts / "08-ack-page.png", full_page=True)
             reader.click("button.primary")

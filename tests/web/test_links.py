@@ -65,11 +65,11 @@ def parts(raw: bytes) -> dict[str, str]:
 def test_paths_and_signatures() -> None:
     token = RING.sign(new_id())
     links = links_for(token)
-    assert links.ack_url == f"{BASE}/t/a/{token}"
-    assert links.pixel_url == f"{BASE}/t/o/{token}.gif"
+    assert links.ack_url == f"{BASE}/t/ack/{token}"
+    assert links.pixel_url == f"{BASE}/t/open/{token}.gif"
     url = links.click_url("https://status.corp.test/a b?x=1&y=2")
     query = parse_qs(urlsplit(url).query)
-    assert urlsplit(url).path == f"/t/c/{token}"
+    assert urlsplit(url).path == f"/t/click/{token}"
     assert query["u"] == ["https://status.corp.test/a b?x=1&y=2"]
     assert verify_click(RING, token, query["u"][0], query["s"][0])
     assert not verify_click(RING, token, "https://status.corp.test/other", query["s"][0])
@@ -91,10 +91,10 @@ def test_text_part_carries_the_ack_link_and_never_a_pixel() -> None:
     token = RING.sign(new_id())
     body = parts(compose(message(links_for(token, pixel=True, clicks=True))))
     text = body["plain"]
-    assert f"Got it? Confirm #7 and the earlier ones listed below: {BASE}/t/a/{token}" in text
-    assert "/t/o/" not in text and "/t/c/" not in text
+    assert f"Got it? Confirm #7 and the earlier ones listed below: {BASE}/t/ack/{token}" in text
+    assert "/t/open/" not in text and "/t/click/" not in text
     alone = parts(compose(message(None)))["plain"]
-    assert "/t/a/" not in alone, "no links object, no tracked URLs"
+    assert "/t/ack/" not in alone, "no links object, no tracked URLs"
 
 
 def test_html_part_ack_link_pixel_and_rewritten_links() -> None:
@@ -106,15 +106,15 @@ def test_html_part_ack_link_pixel_and_rewritten_links() -> None:
     )
     raw = compose(message(links_for(token, pixel=True, clicks=True), html))
     out = parts(raw)["html"]
-    assert f'<a href="{BASE}/t/a/{token}">Got it? Confirm #7' in out
-    assert f'<img src="{BASE}/t/o/{token}.gif" width="1" height="1" alt=""' in out
-    assert out.index("/t/o/") < out.lower().index("</body>")
+    assert f'<a href="{BASE}/t/ack/{token}">Got it? Confirm #7' in out
+    assert f'<img src="{BASE}/t/open/{token}.gif" width="1" height="1" alt=""' in out
+    assert out.index("/t/open/") < out.lower().index("</body>")
     assert 'href="mailto:ops@corp.test"' in out and 'href="#top"' in out
     assert 'status.corp.test/i?a=1&amp;b=2"' not in out, "the web links are rewritten"
     rewritten = [
         html_lib.unescape(href)
         for href in re.findall(r"""href=["']([^"']*)["']""", out, re.IGNORECASE)
-        if "/t/c/" in href
+        if "/t/click/" in href
     ]
     assert len(rewritten) == 2
     query = parse_qs(urlsplit(rewritten[0]).query)
@@ -127,8 +127,8 @@ def test_defaults_carry_only_the_ack_link() -> None:
     token = RING.sign(new_id())
     html = '<p><a href="https://status.corp.test/">status</a></p>'
     out = parts(compose(message(links_for(token), html)))["html"]
-    assert f"{BASE}/t/a/{token}" in out
-    assert "/t/o/" not in out and "/t/c/" not in out
+    assert f"{BASE}/t/ack/{token}" in out
+    assert "/t/open/" not in out and "/t/click/" not in out
     assert 'href="https://status.corp.test/"' in out
 
 
@@ -193,7 +193,7 @@ def test_the_sender_puts_in_what_the_settings_ask_for(
     )
     raw, _envelope = sender.build(job)
     body = parts(raw)
-    assert (f"https://landed.corp.test/t/a/{token}" in body["plain"]) is ack
-    assert (f"https://landed.corp.test/t/o/{token}.gif" in body["html"]) is pixel
-    assert ("/t/c/" in body["html"]) is click
+    assert (f"https://landed.corp.test/t/ack/{token}" in body["plain"]) is ack
+    assert (f"https://landed.corp.test/t/open/{token}.gif" in body["html"]) is pixel
+    assert ("/t/click/" in body["html"]) is click
     db.dispose()

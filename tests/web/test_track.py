@@ -56,10 +56,10 @@ def test_bad_tokens_get_one_plain_404_and_write_nothing(
     bodies = set()
     for token in (forged(good), unknown, other_key, "abc", "x" * 43, good.upper() + "zz"):
         for method, path in (
-            ("GET", f"/t/o/{token}.gif"),
-            ("GET", f"/t/a/{token}"),
-            ("POST", f"/t/a/{token}"),
-            ("GET", f"/t/c/{token}?u=https%3A%2F%2Fexample.test%2F&s={'a' * 26}"),
+            ("GET", f"/t/open/{token}.gif"),
+            ("GET", f"/t/ack/{token}"),
+            ("POST", f"/t/ack/{token}"),
+            ("GET", f"/t/click/{token}?u=https%3A%2F%2Fexample.test%2F&s={'a' * 26}"),
             ("GET", f"/t/open/{token}.gif"),
             ("POST", f"/t/ack/{token}"),
         ):
@@ -67,7 +67,7 @@ def test_bad_tokens_get_one_plain_404_and_write_nothing(
             assert response.status_code == 404, (method, path)
             assert response.headers["content-type"].startswith("text/plain")
             bodies.add(response.text)
-    for path in ("/t/", "/t/o/", "/t/nothing/here", f"/t/o/{good}.png"):
+    for path in ("/t/", "/t/open/", "/t/nothing/here", f"/t/open/{good}.png"):
         response = http.get(path)
         assert response.status_code == 404
         bodies.add(response.text)
@@ -82,7 +82,7 @@ def test_the_token_survives_case_folding(http: Http, notifier: Client, settings:
     (delivery_id,) = notifier.notify(
         topic="INC-1", cls="incident", to=["bob@corp.test"], subject="s", text="t"
     )
-    response = http.get(f"/t/a/{token_of(settings, delivery_id).upper()}")
+    response = http.get(f"/t/ack/{token_of(settings, delivery_id).upper()}")
     assert response.status_code == 200
 
 
@@ -97,7 +97,7 @@ def test_ack_page_get_shows_the_notification_and_records_nothing(
     )
     before = evidence_count(database)
     for _ in range(3):  # a link scanner, a preview, the person: all GETs
-        page = http.get(f"/t/a/{token_of(settings, second)}")
+        page = http.get(f"/t/ack/{token_of(settings, second)}")
         assert page.status_code == 200
     assert page.headers["cache-control"].startswith("no-store")
     assert page.headers["referrer-policy"] == "no-referrer"
@@ -123,7 +123,7 @@ def test_ack_post_is_cumulative_up_to_n(
     (alice,) = notifier.notify(
         topic="INC-9", cls="incident", to=["alice@corp.test"], subject="a", text="t"
     )
-    done = http.post(f"/t/a/{token_of(settings, ids[2])}")
+    done = http.post(f"/t/ack/{token_of(settings, ids[2])}")
     assert done.status_code == 200
     assert "Thank you" in done.text and "#3" in done.text
     assert done.text.count("confirmed</span>") == 3
@@ -138,7 +138,7 @@ def test_ack_post_is_cumulative_up_to_n(
     (third,) = notifier.status(ids[2])
     (ack,) = [e for e in third.evidence if e.source == "ack"]
     assert "public network" in (ack.detail or "")
-    again = http.post(f"/t/a/{token_of(settings, ids[2])}")
+    again = http.post(f"/t/ack/{token_of(settings, ids[2])}")
     assert again.status_code == 200
     (third_again,) = notifier.status(ids[2])
     assert len(third_again.evidence) == len(third.evidence), "acknowledging twice records once"
@@ -151,7 +151,7 @@ def test_pixel_from_a_mail_client_is_seen(
     (delivery_id,) = notifier.notify(
         topic="INC-1", cls="incident", to=["bob@corp.test"], subject="s", text="t"
     )
-    response = http.get(f"/t/o/{token_of(settings, delivery_id)}.gif")
+    response = http.get(f"/t/open/{token_of(settings, delivery_id)}.gif")
     assert response.status_code == 200
     assert response.headers["content-type"] == "image/gif"
     assert response.content.startswith(b"GIF89a")
@@ -165,7 +165,7 @@ def test_pixel_from_a_mail_client_is_seen(
     recorded = json.loads(raw)
     assert recorded["network"] == "public" and "Thunderbird" in recorded["user_agent"]
     assert "81.2.69.160" not in raw.decode(), "the address itself is not kept"
-    http.get(f"/t/o/{token_of(settings, delivery_id)}.gif")
+    http.get(f"/t/open/{token_of(settings, delivery_id)}.gif")
     (again,) = notifier.status(delivery_id)
     assert len(again.evidence) == 1, "the same client reloading is one fact"
     assert hits(app, "open", "counted") == 2
@@ -207,7 +207,7 @@ def test_machine_fetches_of_the_pixel_are_flagged_not_seen(
     )
     for delivery_id, (user_agent, address, fetcher) in zip(ids, MACHINES, strict=True):
         machine = Http(app, user_agent=user_agent)
-        response = machine.get(f"/t/o/{token_of(settings, delivery_id)}.gif", address=address)
+        response = machine.get(f"/t/open/{token_of(settings, delivery_id)}.gif", address=address)
         assert response.status_code == 200, "machines still get the image"
         assert level_of(notifier, delivery_id) == "queued", user_agent
         (view,) = notifier.status(delivery_id)
@@ -223,7 +223,7 @@ def test_a_head_request_is_not_an_open(http: Http, notifier: Client, settings: S
     (delivery_id,) = notifier.notify(
         topic="INC-1", cls="incident", to=["bob@corp.test"], subject="s", text="t"
     )
-    response = http.request("HEAD", f"/t/o/{token_of(settings, delivery_id)}.gif")
+    response = http.request("HEAD", f"/t/open/{token_of(settings, delivery_id)}.gif")
     assert response.status_code == 200
     assert level_of(notifier, delivery_id) == "queued"
 
@@ -267,8 +267,8 @@ def test_tampered_click_targets_get_the_plain_404(
         path.replace(token_of(settings, first), other_token),  # another delivery's link
         path.split("&s=")[0],  # no signature
         path + "x" * 70,  # an overlong signature
-        f"/t/c/{token_of(settings, first)}?u={'a' * 5000}&s={'b' * 26}",  # an overlong target
-        f"/t/c/{token_of(settings, first)}",  # nothing at all
+        f"/t/click/{token_of(settings, first)}?u={'a' * 5000}&s={'b' * 26}",  # an overlong target
+        f"/t/click/{token_of(settings, first)}",  # nothing at all
     ):
         response = http.get(bad)
         assert response.status_code == 404, bad

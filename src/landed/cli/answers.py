@@ -14,6 +14,7 @@ from landed.cli.base import (
     cli,
     emit_json,
     load,
+    open_ledger,
     out,
     setup_logging,
     stop_on_signals,
@@ -23,55 +24,68 @@ from landed.tokens import human_ref
 # --- reconciliation and answers ------------------------------------------------------------
 
 
-def _database() -> Any:
-    from landed.store import Database
-
-    database = Database(load().database_url)
-    database.check_current()
-    return database
-
-
 @cli.command()
 @click.option("--once", is_flag=True, help="One tick: judge what is due now, then exit.")
 @click.option("--interval", default=5.0, show_default=True, help="Seconds between ticks.")
 @click.pass_context
 def reconcile(ctx: click.Context, once: bool, interval: float) -> None:
     """Judge deliveries under their policies; open, escalate and resolve alerts,
-    and deliver alert notices to the configured sinks (webhook, email, digest)."""
+    deliver alert notices to the configured sinks (webhook, email, digest), and
+    forward human replies (reply_forward_to)."""
     from landed.alerts.dispatcher import Dispatcher
+    from landed.forwarder import Forwarder, forward_transport, reply_forwarding
     from landed.reconcile import Reconciler
-    from landed.store import Database
 
     if not ctx.obj.get("log_level"):
         setup_logging("info")
-    settings = load()
-    database = Database(settings.database_url)
-    database.check_current()
-    reconciler = Reconciler(database, settings)
-    dispatcher = Dispatcher(database, settings)
-    if once:
-        result = reconciler.tick()
-        sent = dispatcher.tick()
-        dispatcher.close()
-        logging.getLogger("landed.reconcile").info(
-            "judged %d, opened %d, resolved %d, ran %d steps; %d alert notices sent",
-            result.judged,
-            len(result.opened),
-            len(result.resolved),
-            result.steps,
-            sent,
-        )
-        return
-    stop = threading.Event()
-    stop_on_signals(stop)
-    # Sinks on their own thread: a slow webhook never delays a verdict.
-    sinks = threading.Thread(target=dispatcher.run, args=(stop,), name="landed-sinks")
-    sinks.start()
-    try:
-        reconciler.run(stop, interval=interval)
-    finally:
-        stop.set()
-        sinks.join()
+    with open_ledger() as (settings, database):
+        reconciler = Reconciler(database, settings)
+        dispatcher = Dispatcher(database, settings)
+        forwarder: Forwarder | None = None
+        if reply_forwarding(settings) is not None:
+            if settings.relay_url:
+                forwarder = Forwarder(database, settings, forward_transport(settings))
+            else:
+                logging.getLogger("landed.forwarder").warning(
+                    "replies are queued, not forwarded: set relay_url (LANDED_RELAY_URL)"
+                )
+        if once:
+            try:
+                result = reconciler.tick()
+                sent = dispatcher.tick()
+                forwarded = forwarder.tick() if forwarder is not None else 0
+            finally:
+                dispatcher.close()
+                if forwarder is not None:
+                    forwarder.close()
+            logging.getLogger("landed.reconcile").info(
+                "judged %d, opened %d, resolved %d, ran %d steps; "
+                "%d alert notices sent, %d replies forwarded",
+                result.judged,
+                len(result.opened),
+                len(result.resolved),
+                result.steps,
+                sent,
+                forwarded,
+            )
+            return
+        stop = threading.Event()
+        stop_on_signals(stop)
+        # Sinks and forwards on their own threads: a slow webhook or relay never
+        # delays a verdict.
+        helpers = [threading.Thread(target=dispatcher.run, args=(stop,), name="landed-sinks")]
+        if forwarder is not None:
+            helpers.append(
+                threading.Thread(target=forwarder.run, args=(stop,), name="landed-forwarder")
+            )
+        for thread in helpers:
+            thread.start()
+        try:
+            reconciler.run(stop, interval=interval)
+        finally:
+            stop.set()
+            for thread in helpers:
+                thread.join()
 
 
 @cli.group(invoke_without_command=True)
@@ -86,7 +100,7 @@ def alerts(ctx: click.Context, show_all: bool, limit: int, as_json: bool) -> Non
     from landed.clock import SystemClock
     from landed.store.alerts import find_alerts
 
-    with _database().read() as conn:
+    with open_ledger() as (_, db), db.read() as conn:
         found = find_alerts(conn, state=None if show_all else "open", limit=limit)
     if as_json:
         for alert in found:
@@ -132,7 +146,7 @@ def alerts_resolve(alert_id: int, note: str) -> None:
     from landed.errors import NotFoundError
     from landed.store.alerts import resolve_alert
 
-    with _database().write() as conn:
+    with open_ledger() as (_, db), db.write() as conn:
         if not resolve_alert(conn, alert_id, by="person", note=note, now=SystemClock().now()):
             raise NotFoundError(f"no open alert {alert_id}")
     out.print(f"alert {alert_id} resolved")
@@ -154,7 +168,7 @@ def ledger_command(address: str, as_json: bool) -> None:
     """Did ADDRESS get all of its notifications? Every one, by its #N, with gaps marked."""
     from landed.store.queries import recipient_ledger, sequence_gaps
 
-    with _database().read() as conn:
+    with open_ledger() as (_, db), db.read() as conn:
         entries = recipient_ledger(conn, address)
     gaps = sequence_gaps(entries)
     if as_json:
@@ -194,7 +208,7 @@ def topic_command(key: str, as_json: bool) -> None:
     """Who did and did not get KEY: recipients against the topic's notifications."""
     from landed.store.queries import topic_matrix
 
-    with _database().read() as conn:
+    with open_ledger() as (_, db), db.read() as conn:
         matrix = topic_matrix(conn, key)
     if as_json:
         for row in matrix.as_dicts():
@@ -225,7 +239,7 @@ def suppression_list(as_json: bool) -> None:
     from landed.clock import SystemClock
     from landed.store.alerts import list_suppressions
 
-    with _database().read() as conn:
+    with open_ledger() as (_, db), db.read() as conn:
         found = list_suppressions(conn, SystemClock().now())
     if as_json:
         for entry in found:
@@ -250,7 +264,7 @@ def suppression_add(address: str, note: str | None) -> None:
     from landed.store.alerts import suppress
 
     mailbox = parse_mailbox(address, "address")
-    with _database().write() as conn:
+    with open_ledger() as (_, db), db.write() as conn:
         suppress(
             conn,
             mailbox.normalized(),
@@ -269,7 +283,7 @@ def suppression_remove(address: str) -> None:
     from landed.errors import NotFoundError
     from landed.store.alerts import unsuppress
 
-    with _database().write() as conn:
+    with open_ledger() as (_, db), db.write() as conn:
         if not unsuppress(conn, address):
             raise NotFoundError(f"{address} is not suppressed")
     out.print(f"{address.lower()} removed from the suppression list")
@@ -278,7 +292,8 @@ def suppression_remove(address: str) -> None:
 @cli.command()
 @click.pass_context
 def up(ctx: click.Context) -> None:
-    """Run everything configured: sender, inbound SMTP and IMAP, reconciler, alert sinks."""
+    """Run everything configured: the HTTP service (API, tracking endpoints,
+    dashboard), sender, inbound SMTP and IMAP, reconciler, alert sinks."""
     from landed.service import Service
 
     if not ctx.obj.get("log_level"):

@@ -6,9 +6,9 @@ puts them into the message.
 
 Paths (a contract: mail already sent carries them)::
 
-    {public_url}/t/a/{token}                 acknowledgement page (GET shows, POST acknowledges)
-    {public_url}/t/o/{token}.gif             open pixel
-    {public_url}/t/c/{token}?u={url}&s={sig} click-through to ``url``
+    {public_url}/t/ack/{token}               acknowledgement page (GET shows, POST acknowledges)
+    {public_url}/t/open/{token}.gif          open pixel
+    {public_url}/t/click/{token}?u={url}&s={sig} click-through to ``url``
 
 A click-through target is signed together with the token, so the endpoint is
 not an open redirect: only URLs landed itself put into that delivery's email
@@ -29,9 +29,9 @@ from urllib.parse import quote, urlsplit
 from landed.errors import TokenError
 from landed.tokens import ID_LENGTH, MAC_LENGTH, Keyring, encode_base32
 
-ACK_PATH = "/t/a/"
-OPEN_PATH = "/t/o/"
-CLICK_PATH = "/t/c/"
+ACK_PATH = "/t/ack/"
+OPEN_PATH = "/t/open/"
+CLICK_PATH = "/t/click/"
 #: 128 bits of HMAC-SHA256, base32: 26 characters in the URL.
 _SIG_BYTES = 16
 _SIG_LENGTH = 26

@@ -38,6 +38,7 @@ from landed.config import ImapURL
 from landed.ingest import ingest
 from landed.store import Database
 from landed.store import tables as t
+from landed.store.forwards import ReplyForwarding
 from landed.store.inbound import pending_ids, store_inbound
 from landed.store.ledger import dialect_insert
 from landed.tokens import Keyring
@@ -61,12 +62,15 @@ class ImapPoller:
         *,
         clock: Clock | None = None,
         on_ingested: Callable[[int], None] | None = None,
+        forwarding: ReplyForwarding | None = None,
     ) -> None:
         self.db = db
         self.keyring = keyring
         self.url = url
         self.clock = clock or SystemClock()
         self.on_ingested = on_ingested
+        #: Where new human replies are forwarded (``landed.forwarder``); None: nowhere.
+        self.forwarding = forwarding
         self._client: IMAPClient | None = None
 
     # --- connection ------------------------------------------------------------------
@@ -145,7 +149,13 @@ class ImapPoller:
             )
             self._save_checkpoint(conn, uidvalidity, uid, now)
         try:
-            ingest(self.db, self.keyring, inbound_id, now=self.clock.now())
+            ingest(
+                self.db,
+                self.keyring,
+                inbound_id,
+                now=self.clock.now(),
+                forwarding=self.forwarding,
+            )
         except Exception:
             # Stored and still "pending": read again on the next pass. Not moved yet.
             log.exception("could not read message %d (UID %d)", inbound_id, uid)
@@ -170,7 +180,13 @@ class ImapPoller:
             ids = pending_ids(conn)
         for inbound_id in ids:
             try:
-                ingest(self.db, self.keyring, inbound_id, now=self.clock.now())
+                ingest(
+                    self.db,
+                    self.keyring,
+                    inbound_id,
+                    now=self.clock.now(),
+                    forwarding=self.forwarding,
+                )
             except Exception:
                 log.exception("could not read pending message %d", inbound_id)
 

@@ -18,6 +18,7 @@ swallowing mail; accept what is ours only once it is stored.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import ssl
 import threading
@@ -32,6 +33,7 @@ from landed.clock import Clock, SystemClock
 from landed.errors import TokenError
 from landed.ingest import _TRACKED_LOCAL, ingest
 from landed.store import Database
+from landed.store.forwards import ReplyForwarding
 from landed.store.inbound import pending_ids, store_inbound
 from landed.tokens import Keyring
 
@@ -52,16 +54,23 @@ class BounceHandler:
         *,
         clock: Clock | None = None,
         on_ingested: Callable[[int], None] | None = None,
+        forwarding: ReplyForwarding | None = None,
     ) -> None:
         self.db = db
         self.keyring = keyring
         self.domains = {d.lower() for d in domains}
         self.clock = clock or SystemClock()
         self.on_ingested = on_ingested
+        #: Where new human replies are forwarded (``landed.forwarder``); None: nowhere.
+        self.forwarding = forwarding
         # One thread for the ledger: SQLite has one writer anyway, and it keeps
         # blocking database calls off the event loop.
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="landed-inbound")
         self.stored = 0
+        #: Messages between the end of DATA and their reply (event loop only).
+        self.in_flight = 0
+        #: Set when ``in_flight`` drops to 0 while a stop is waiting for it.
+        self.idle: asyncio.Event | None = None
 
     async def handle_RCPT(
         self,
@@ -89,6 +98,7 @@ class BounceHandler:
         mail_from = envelope.mail_from or ""
         peer = _peer(session)
         loop = asyncio.get_running_loop()
+        self.in_flight += 1
         try:
             inbound_id = await loop.run_in_executor(
                 self.executor, self._store, mail_from, list(envelope.rcpt_tos), peer, raw
@@ -96,6 +106,13 @@ class BounceHandler:
         except Exception:
             log.exception("could not store a message from %s", peer)
             return "451 4.3.0 Temporarily unable to store the message; try again later"
+        finally:
+            # aiosmtpd writes the reply in the same step as this return, before
+            # anything else on the loop runs: a stop that waits for in_flight
+            # to reach 0 never cuts off a 250.
+            self.in_flight -= 1
+            if not self.in_flight and self.idle is not None:
+                self.idle.set()
         self.stored += 1
         loop.run_in_executor(self.executor, self._ingest, inbound_id)
         return f"250 2.0.0 Stored as {inbound_id}"
@@ -114,7 +131,13 @@ class BounceHandler:
 
     def _ingest(self, inbound_id: int) -> None:
         try:
-            ingest(self.db, self.keyring, inbound_id, now=self.clock.now())
+            ingest(
+                self.db,
+                self.keyring,
+                inbound_id,
+                now=self.clock.now(),
+                forwarding=self.forwarding,
+            )
         except Exception:
             # The message stays "pending" and is read again at the next start.
             log.exception("could not read inbound message %d", inbound_id)
@@ -141,7 +164,31 @@ def _peer(session: Session) -> str:
     return str(peer)
 
 
+class _SMTP(SMTP):
+    """aiosmtpd's session, registered while its connection is open (for a clean stop)."""
+
+    def __init__(self, handler: Any, sessions: set[SMTP], **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self._sessions = sessions
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._sessions.add(self)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        self._sessions.discard(self)
+        super().connection_lost(error)
+
+
 class _Controller(Controller):
+    def __init__(self, handler: Any, **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        #: Open sessions (event loop only).
+        self.sessions: set[SMTP] = set()
+
+    def factory(self) -> SMTP:
+        return _SMTP(self.handler, self.sessions, **self.SMTP_kwargs)
+
     def _trigger_server(self) -> None:
         # aiosmtpd 1.4 cannot find the port it bound itself when asked for port 0.
         if self.port == 0:
@@ -187,9 +234,48 @@ class InboundServer:
         self.controller.start()
         log.info("inbound SMTP listening on %s:%d", self.controller.hostname, self.port)
 
-    def stop(self) -> None:
+    def stop(self, grace: float = 10.0) -> None:
+        """Stop gracefully: refuse new connections, let messages whose DATA has
+        ended be stored and answered (up to ``grace`` seconds), then close the
+        sessions and finish reading what was stored.
+
+        A client cut off before the end of its DATA got no ``250`` and sends
+        again later (RFC 5321 §4.5.4.1), so nothing is lost.
+        """
+        loop = self.controller.loop
+        if self.controller.server is not None and loop.is_running():
+            drained = asyncio.run_coroutine_threadsafe(self._drain(grace), loop)
+            try:
+                drained.result(grace + 5)
+            except Exception:
+                log.exception("inbound SMTP: could not drain before stopping")
         self.controller.stop()
         self.handler.close()
+
+    async def _drain(self, grace: float) -> None:
+        server = cast(asyncio.Server, self.controller.server)
+        server.close()  # no new connections; open sessions carry on
+        if self.handler.in_flight:
+            self.handler.idle = asyncio.Event()
+            try:
+                await asyncio.wait_for(self.handler.idle.wait(), grace)
+            except TimeoutError:
+                log.warning(
+                    "inbound SMTP: %d message(s) still being stored", self.handler.in_flight
+                )
+        # Close what is still open: a transport's close() sends what it has
+        # buffered (the last 250) first. A connection accepted just before the
+        # listener closed gets its session a loop iteration later: look again
+        # until none is left.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 1.0
+        for round_ in itertools.count():
+            for session in list(self.controller.sessions):
+                if session.transport is not None:
+                    session.transport.close()
+            await asyncio.sleep(0.01)
+            if (round_ and not self.controller.sessions) or loop.time() > deadline:
+                break
 
     def serve_until(self, stop: threading.Event) -> None:
         self.start()
