@@ -57,13 +57,12 @@ from landed.store.alerts import (
     add_event,
     enqueue_dispatch,
     enqueue_dispatches,
-    id_list,
-    one_of,
     resolve_alerts,
     suppress,
     suppressed,
     timelines,
 )
+from landed.store.idlists import id_list, one_of
 from landed.store.record import record_notification
 from landed.store.resend import add_delivery
 from landed.tokens import human_ref

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Connection,
     Insert,
     Integer,
+    Select,
     String,
     Table,
     TextClause,
@@ -32,11 +33,13 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.dml import Update
 
 from landed.compose.headers import Mailbox
 from landed.compose.request import NotifyRequest
 from landed.domain import EvidenceSource, Fact, Level, Outcome, fold
 from landed.store import tables as t
+from landed.store.idlists import id_list, one_of
 from landed.tokens import Keyring, human_ref, new_id
 
 # The upserts below are written as SQL text, which is the same on SQLite (3.35+)
@@ -67,24 +70,39 @@ _QUEUE_NOTIFICATION = t.outbox.insert().from_select(
     .where(t.delivery.c.notification_id == bindparam("notification_id"))
     .order_by(t.delivery.c.id),
 )
-_KNOWN_KEYS = select(t.evidence.c.dedupe_key).where(
-    t.evidence.c.dedupe_key.in_(bindparam("keys", expanding=True))
-)
-_FACTS = select(t.evidence.c.delivery_id, t.evidence.c.level, t.evidence.c.outcome).where(
-    t.evidence.c.delivery_id.in_(bindparam("ids", expanding=True))
-)
-_SET_VERDICT = (
-    update(t.delivery)
-    .where(t.delivery.c.id.in_(bindparam("ids", expanding=True)))
-    .values(
-        level=bindparam("level"),
-        outcome=bindparam("outcome"),
-        updated_at=bindparam("updated_at", type_=t.UTCDateTime()),
-        # New evidence makes the delivery due for the reconciler at once: it may
-        # now meet its policy, fail it, or resolve an open alert.
-        due_at=bindparam("updated_at", type_=t.UTCDateTime()),
+
+
+@dataclass(frozen=True, slots=True)
+class _EvidenceStatements:
+    """append_evidence's batch statements for one dialect, each list one parameter."""
+
+    known_keys: Select[tuple[str]]
+    facts: Select[tuple[str, str | None, str | None]]
+    set_verdict: Update
+
+
+@functools.cache
+def _evidence_statements(dialect: str) -> _EvidenceStatements:
+    e, d = t.evidence, t.delivery
+    return _EvidenceStatements(
+        known_keys=select(e.c.dedupe_key).where(one_of(dialect, e.c.dedupe_key, "keys")),
+        facts=select(e.c.delivery_id, e.c.level, e.c.outcome).where(
+            one_of(dialect, e.c.delivery_id, "ids")
+        ),
+        set_verdict=(
+            update(d)
+            .where(one_of(dialect, d.c.id, "ids"))
+            .values(
+                level=bindparam("level"),
+                outcome=bindparam("outcome"),
+                updated_at=bindparam("updated_at", type_=t.UTCDateTime()),
+                # New evidence makes the delivery due for the reconciler at
+                # once: it may now meet its policy, fail it, or resolve an
+                # open alert.
+                due_at=bindparam("updated_at", type_=t.UTCDateTime()),
+            )
+        ),
     )
-)
 
 
 @functools.cache
@@ -410,9 +428,11 @@ def append_evidence(conn: Connection, items: Sequence[NewEvidence], *, now: date
         }
         for item, key in zip(items, keys, strict=True)
     ]
+    sql = _evidence_statements(conn.dialect.name)
     known: set[str] = set()
     for chunk in _chunks(keys, 500):
-        known.update(conn.execute(_KNOWN_KEYS, {"keys": chunk}).scalars())
+        ids = id_list(conn.dialect.name, chunk)
+        known.update(conn.execute(sql.known_keys, {"keys": ids}).scalars())
     fresh = {row["dedupe_key"]: row for row in rows if row["dedupe_key"] not in known}
     if fresh:
         # ON CONFLICT still guards against a concurrent writer of the same event.
@@ -426,9 +446,11 @@ def refold(conn: Connection, delivery_ids: Iterable[str], *, now: datetime) -> N
     ids = sorted(set(delivery_ids))
     if not ids:
         return
+    sql = _evidence_statements(conn.dialect.name)
     facts: dict[str, list[Fact]] = defaultdict(list)
     for chunk in _chunks(ids, 500):
-        for delivery_id, level, outcome in conn.execute(_FACTS, {"ids": chunk}):
+        listed = id_list(conn.dialect.name, chunk)
+        for delivery_id, level, outcome in conn.execute(sql.facts, {"ids": listed}):
             facts[delivery_id].append(
                 Fact(Level(level) if level else None, Outcome(outcome) if outcome else None)
             )
@@ -442,8 +464,13 @@ def refold(conn: Connection, delivery_ids: Iterable[str], *, now: datetime) -> N
     for (level, outcome), same in by_verdict.items():
         for chunk in _chunks(same, 500):
             conn.execute(
-                _SET_VERDICT,
-                {"ids": chunk, "level": level, "outcome": outcome, "updated_at": now},
+                sql.set_verdict,
+                {
+                    "ids": id_list(conn.dialect.name, chunk),
+                    "level": level,
+                    "outcome": outcome,
+                    "updated_at": now,
+                },
             )
 
 

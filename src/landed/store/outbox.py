@@ -20,11 +20,23 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Integer, Row, bindparam, delete, func, select, update
-from sqlalchemy.sql.dml import ReturningUpdate
+from sqlalchemy import (
+    Connection,
+    Delete,
+    Integer,
+    Row,
+    Select,
+    bindparam,
+    delete,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.sql.dml import ReturningUpdate, Update
 
 from landed.compose.message import Outstanding
 from landed.store import tables as t
+from landed.store.idlists import id_list, one_of
 from landed.store.ledger import NewEvidence, _chunks, append_evidence
 
 
@@ -177,12 +189,9 @@ _JOBS = (
     .join(t.notification, t.notification.c.id == t.delivery.c.notification_id)
     .join(t.topic, t.topic.c.id == t.notification.c.topic_id)
     .join(t.recipient, t.recipient.c.id == t.delivery.c.recipient_id)
-    .where(t.delivery.c.id.in_(bindparam("ids", expanding=True)))
 )
 #: Which earlier deliveries each delivery's email lists.
-_LISTED = select(t.outstanding.c.delivery_id, t.outstanding.c.listed_delivery_id).where(
-    t.outstanding.c.delivery_id.in_(bindparam("ids", expanding=True))
-)
+_LISTED = select(t.outstanding.c.delivery_id, t.outstanding.c.listed_delivery_id)
 _earlier_n = t.notification.alias("earlier_n")
 _earlier_t = t.topic.alias("earlier_t")
 #: What a listed delivery is shown with: it never changes once recorded.
@@ -196,8 +205,25 @@ _LISTED_DETAILS = (
     )
     .join(_earlier_n, _earlier_n.c.id == t.delivery.c.notification_id)
     .join(_earlier_t, _earlier_t.c.id == _earlier_n.c.topic_id)
-    .where(t.delivery.c.id.in_(bindparam("ids", expanding=True)))
 )
+
+
+@dataclass(frozen=True, slots=True)
+class _JobStatements:
+    """load_jobs' statements for one dialect, each id list one parameter."""
+
+    jobs: Select[Any]
+    listed: Select[Any]
+    listed_details: Select[Any]
+
+
+@functools.cache
+def _job_statements(dialect: str) -> _JobStatements:
+    return _JobStatements(
+        jobs=_JOBS.where(one_of(dialect, t.delivery.c.id, "ids")),
+        listed=_LISTED.where(one_of(dialect, t.outstanding.c.delivery_id, "ids")),
+        listed_details=_LISTED_DETAILS.where(one_of(dialect, t.delivery.c.id, "ids")),
+    )
 
 
 def load_jobs(
@@ -219,14 +245,16 @@ def load_jobs(
     cache: MutableMapping[str, OutstandingItem] = {} if listed_cache is None else listed_cache
     rows: dict[str, Row[Any]] = {}
     listed: dict[str, list[str]] = defaultdict(list)
+    sql = _job_statements(conn.dialect.name)
     for chunk in _chunks(list(delivery_ids), 500):
-        rows.update({row[0]: row for row in conn.execute(_JOBS, {"ids": chunk})})
-        for delivery_id, listed_id in conn.execute(_LISTED, {"ids": chunk}):
+        ids = {"ids": id_list(conn.dialect.name, chunk)}
+        rows.update({row[0]: row for row in conn.execute(sql.jobs, ids)})
+        for delivery_id, listed_id in conn.execute(sql.listed, ids):
             listed[delivery_id].append(listed_id)
     missing = sorted({i for ids in listed.values() for i in ids if i not in cache})
     for chunk in _chunks(missing, 500):
         for listed_id, seq, key, subject, created_at in conn.execute(
-            _LISTED_DETAILS, {"ids": chunk}
+            sql.listed_details, {"ids": id_list(conn.dialect.name, chunk)}
         ):
             cache[listed_id] = OutstandingItem(seq, key, subject, listed_id, created_at)
     jobs = []
@@ -256,13 +284,21 @@ def load_jobs(
     return jobs
 
 
-_SET_ROUTE = (
-    update(t.delivery).where(t.delivery.c.id == bindparam("b_id")).values(route=bindparam("route"))
-)
-_DELETE_HELD = delete(t.outbox).where(
-    t.outbox.c.delivery_id.in_(bindparam("ids", expanding=True)),
-    t.outbox.c.lease_owner == bindparam("owner"),
-)
+@functools.cache
+def _set_route(dialect: str) -> Update:
+    return (
+        update(t.delivery)
+        .where(one_of(dialect, t.delivery.c.id, "ids"))
+        .values(route=bindparam("route"))
+    )
+
+
+@functools.cache
+def _delete_held(dialect: str) -> Delete:
+    return delete(t.outbox).where(
+        one_of(dialect, t.outbox.c.delivery_id, "ids"),
+        t.outbox.c.lease_owner == bindparam("owner"),
+    )
 
 
 def settle(
@@ -279,12 +315,18 @@ def settle(
     if not settlements:
         return
     append_evidence(conn, [e for s in settlements for e in s.evidence], now=now)
-    routed = [{"b_id": s.delivery_id, "route": s.route} for s in settlements if s.route]
-    if routed:
-        conn.execute(_SET_ROUTE, routed)
+    dialect = conn.dialect.name
+    # One UPDATE per route (a batch usually went one way) rather than one per delivery.
+    routed: dict[str, list[str]] = defaultdict(list)
+    for s in settlements:
+        if s.route:
+            routed[s.route].append(s.delivery_id)
+    for route, ids in routed.items():
+        for chunk in _chunks(ids, 500):
+            conn.execute(_set_route(dialect), {"ids": id_list(dialect, chunk), "route": route})
     done = [s.delivery_id for s in settlements if s.retry_at is None]
     for chunk in _chunks(done, 500):
-        conn.execute(_DELETE_HELD, {"ids": chunk, "owner": owner})
+        conn.execute(_delete_held(dialect), {"ids": id_list(dialect, chunk), "owner": owner})
     retries = [
         {
             "b_id": s.delivery_id,
