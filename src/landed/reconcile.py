@@ -442,7 +442,15 @@ class Reconciler:
         latest = self._latest_evidence_of(conn, sql, [item[0].id for item in batch.to_open])
         values = []
         for row, _policy, reason, required, deadline_at in batch.to_open:
-            detail = latest.get(row.id) or f"not {required} by {deadline_at:%Y-%m-%d %H:%M} UTC"
+            last = latest.get(row.id)
+            missed = f"{required} required by {deadline_at:%Y-%m-%d %H:%M} UTC"
+            if reason == "expired" and row.outcome != "expired":
+                # A missed deadline: say what was required and how far it got;
+                # the last evidence alone (a "delivered" DSN, say) would read as
+                # if all were well.
+                detail = f"{missed}, reached {row.level}" + (f"; last: {last}" if last else "")
+            else:
+                detail = last or f"not {missed}"
             values.append(
                 {
                     "delivery_id": row.id,
