@@ -127,7 +127,7 @@ def _fmt_seconds(seconds: float) -> str:
 
 def latency_svg(series: Sequence[LatencySeries], *, width: int = 640, height: int = 260) -> str:
     """Median latency per day and level on a logarithmic time axis (p90 in the tooltip)."""
-    left, right, top, bottom = 56, 110, 12, 28
+    left, right, top, bottom = 56, 124, 12, 28
     days = sorted({p[0] for s in series for p in s.points})
     values = [max(1.0, p[1]) for s in series for p in s.points]
     parts = [_open(width, height, "Median time from notify to first evidence, per day")]
