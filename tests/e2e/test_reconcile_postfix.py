@@ -262,7 +262,11 @@ def test_deferred_recipient_alerts_at_its_deadline_and_is_resent(landed: Landed)
     alert = landed.alert(d)
     assert alert is not None and alert.id in result.opened and result.steps >= 1
     assert alert.reason == "expired" and alert.state == "open"
-    assert alert.detail == f"dsn: {evidence.detail}", "the last evidence: the delay DSN"
+    # What was required, by when, how far it got, then the last evidence: the delay DSN.
+    assert alert.detail == (
+        f"delivered required by {row.deadline_at:%Y-%m-%d %H:%M} UTC, reached submitted;"
+        f" last: dsn: {evidence.detail}"
+    )
     assert alert.steps_done == 1
     kinds = [kind for _, kind, _ in alert.timeline]
     assert kinds == ["opened", "step 1: resend"]
