@@ -30,13 +30,12 @@ from sqlalchemy import Connection, select
 
 from landed import __version__
 from landed.domain import Attribution, EvidenceSource, Level, Outcome
-from landed.errors import TokenError
 from landed.parse import Kind, RecipientReport, Report, Token, parse
 from landed.store import Database
 from landed.store import tables as t
 from landed.store.forwards import ReplyForwarding, enqueue_forward
 from landed.store.inbound import InboundMessage, load_inbound, mark_inbound
-from landed.store.ledger import NewEvidence, append_evidence
+from landed.store.ledger import NewEvidence, append_evidence, delivery_for_token
 from landed.tokens import TOKEN_PATTERN, Keyring
 
 log = logging.getLogger("landed.ingest")
@@ -163,28 +162,13 @@ def _anchor(
     candidates.sort(key=lambda c: list(Attribution).index(c[0]))
     rejected: list[str] = []
     for attribution, value in candidates:
-        found = _delivery_for_token(conn, keyring, value)
+        found = delivery_for_token(conn, keyring, value)
         if found is None:
             rejected.append(f"{attribution}:{value[:12]}…")
             continue
         delivery_id, notification_id, recipient = found
         return Anchor(delivery_id, notification_id, recipient, attribution), rejected
     return None, rejected
-
-
-def _delivery_for_token(
-    conn: Connection, keyring: Keyring, token: str
-) -> tuple[str, str, str] | None:
-    try:
-        delivery_id = keyring.verify(token)
-    except TokenError:
-        return None
-    row = conn.execute(
-        select(t.delivery.c.id, t.delivery.c.notification_id, t.recipient.c.address)
-        .join(t.recipient, t.recipient.c.id == t.delivery.c.recipient_id)
-        .where(t.delivery.c.id == delivery_id)
-    ).one_or_none()
-    return (row.id, row.notification_id, row.address) if row else None
 
 
 def _evidence(
@@ -261,7 +245,7 @@ def _attribute(
     for token in rcpt.tokens:
         if token.value in shared:
             continue
-        found = _delivery_for_token(conn, keyring, token.value)
+        found = delivery_for_token(conn, keyring, token.value)
         if found is not None:
             return found[0], _ORDER.get(token.where, Attribution.HEADER)
     addresses = {a.lower() for a in (rcpt.recipient, rcpt.original_recipient) if a}

@@ -38,6 +38,7 @@ from sqlalchemy.sql.dml import Update
 from landed.compose.headers import Mailbox
 from landed.compose.request import NotifyRequest
 from landed.domain import EvidenceSource, Fact, Level, Outcome, fold
+from landed.errors import TokenError
 from landed.store import tables as t
 from landed.store.idlists import id_list, one_of
 from landed.tokens import Keyring, human_ref, new_id
@@ -183,6 +184,27 @@ class NewEvidence:
                 [(self.delivery_id or "").encode(), self.source.value.encode(), self.raw]
             )
         return hashlib.sha256(material).hexdigest()
+
+
+def delivery_for_token(
+    conn: Connection, keyring: Keyring, token: str
+) -> tuple[str, str, str] | None:
+    """(delivery id, notification id, recipient address) if ``token`` verifies
+    and its delivery exists; None otherwise. The token is checked before the
+    database is asked anything."""
+    try:
+        delivery_id = keyring.verify(token)
+    except TokenError:
+        return None
+    row = conn.execute(_TOKEN_TARGET, {"delivery_id": delivery_id}).one_or_none()
+    return (row.id, row.notification_id, row.address) if row else None
+
+
+_TOKEN_TARGET = (
+    select(t.delivery.c.id, t.delivery.c.notification_id, t.recipient.c.address)
+    .join(t.recipient, t.recipient.c.id == t.delivery.c.recipient_id)
+    .where(t.delivery.c.id == bindparam("delivery_id"))
+)
 
 
 def dialect_insert(conn: Connection, table: Table) -> postgresql.Insert | sqlite.Insert:

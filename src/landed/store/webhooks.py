@@ -24,10 +24,9 @@ from sqlalchemy import Connection, delete, insert, select, update
 
 from landed import __version__
 from landed.domain import Attribution, EvidenceSource
-from landed.errors import TokenError
 from landed.parse.providers import ProviderEvent
 from landed.store import tables as t
-from landed.store.ledger import NewEvidence, append_evidence, dialect_insert
+from landed.store.ledger import NewEvidence, append_evidence, delivery_for_token, dialect_insert
 from landed.tokens import Keyring
 
 __all__ = ["ATTRIBUTION", "PARSER", "WebhookOutcome", "record_events", "store_request"]
@@ -172,7 +171,7 @@ def _attribute(
     if not event.token:
         return None, None
     if event.token not in resolved:
-        resolved[event.token] = _delivery_for_token(conn, keyring, event.token)
+        resolved[event.token] = delivery_for_token(conn, keyring, event.token)
     found = resolved[event.token]
     if found is None:
         return None, None
@@ -192,19 +191,3 @@ def _attribute(
         .limit(1)
     ).scalar()
     return (str(sibling), SIBLING) if sibling is not None else (None, None)
-
-
-def _delivery_for_token(
-    conn: Connection, keyring: Keyring, token: str
-) -> tuple[str, str, str] | None:
-    """(delivery id, notification id, recipient address) if ``token`` verifies."""
-    try:
-        delivery_id = keyring.verify(token)
-    except TokenError:
-        return None
-    row = conn.execute(
-        select(t.delivery.c.id, t.delivery.c.notification_id, t.recipient.c.address)
-        .join(t.recipient, t.recipient.c.id == t.delivery.c.recipient_id)
-        .where(t.delivery.c.id == delivery_id)
-    ).one_or_none()
-    return (row.id, row.notification_id, row.address) if row else None
