@@ -38,6 +38,14 @@ class InputError(LandedError, ValueError):
     """The input is invalid."""
 
 
+class IdempotencyConflict(InputError):
+    """An idempotency key already recorded a different notification."""
+
+    def __init__(self, message: str, *, notification_id: str) -> None:
+        super().__init__(message)
+        self.notification_id = notification_id
+
+
 class HeaderInjectionError(InputError):
     """A header field contains CR, LF or NUL."""
 

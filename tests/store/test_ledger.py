@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from landed.clock import FixedClock
 from landed.compose.request import validate_request
 from landed.domain import EvidenceSource, Level, Outcome
+from landed.errors import IdempotencyConflict
 from landed.store import Database
 from landed.store import tables as t
 from landed.store.ledger import NewEvidence, NotifyResult, append_evidence, notify
@@ -124,6 +125,23 @@ def test_idempotency_key_returns_the_same_deliveries(database: Database, clock: 
     assert not two.created
     assert two.notification_id == one.notification_id
     assert {d.delivery_id for d in two.deliveries} == {d.delivery_id for d in one.deliveries}
+    with database.read() as conn:
+        assert outbox_depth(conn) == 2
+
+
+def test_idempotency_key_for_another_notification_is_a_conflict(
+    database: Database, clock: FixedClock
+) -> None:
+    one = record(database, clock, ["a@corp.test", "b@corp.test"], idempotency_key="req-1")
+    # Recipients in another order are the same notification...
+    two = record(database, clock, ["b@corp.test", "a@corp.test"], idempotency_key="req-1")
+    assert not two.created and two.notification_id == one.notification_id
+    # ...another recipient list or another topic is not: refused, never replayed.
+    with pytest.raises(IdempotencyConflict, match="already used") as raised:
+        record(database, clock, ["a@corp.test"], idempotency_key="req-1")
+    assert raised.value.notification_id == one.notification_id
+    with pytest.raises(IdempotencyConflict):
+        record(database, clock, ["a@corp.test", "b@corp.test"], "INC-2", idempotency_key="req-1")
     with database.read() as conn:
         assert outbox_depth(conn) == 2
 

@@ -21,10 +21,9 @@ from landed.api.errors import ApiError, input_error, install_handlers
 from landed.api.limits import MAX_REQUEST_BYTES, BodyLimit
 from landed.compose.request import NotifyRequest, validate_request
 from landed.domain import Level
-from landed.errors import ConfigError, InputError, TokenError
+from landed.errors import ConfigError, IdempotencyConflict, InputError, TokenError
 from landed.store import tables as t
 from landed.store.alerts import AlertView, find_alerts, resolve_alert
-from landed.store.ledger import _to_header
 from landed.store.queries import (
     DeliveryView,
     find_deliveries,
@@ -121,10 +120,8 @@ def _record(request: Request, notify: NotifyRequest) -> s.NotificationAccepted:
     for attempt in (1, 2):
         try:
             with db.write() as conn:
-                if notify.idempotency_key is not None:
-                    earlier = _replay(conn, notify)
-                    if earlier is not None:
-                        return earlier
+                # An earlier notification under the same key is replayed (created
+                # false), or refused as a conflict, by the ledger itself.
                 result = record_notification(
                     conn,
                     notify,
@@ -137,6 +134,13 @@ def _record(request: Request, notify: NotifyRequest) -> s.NotificationAccepted:
                     outstanding_limit=settings.outstanding_limit,
                     outstanding_days=settings.outstanding_days,
                 )
+        except IdempotencyConflict as exc:
+            raise ApiError(
+                409,
+                "idempotency_conflict",
+                "this Idempotency-Key was already used for a different notification "
+                f"({exc.notification_id}); use a new key for a new notification",
+            ) from None
         except IntegrityError:
             if attempt == 2 or notify.idempotency_key is None:
                 raise
@@ -159,55 +163,6 @@ def _created(delivery_id: str, token: str, recipient: str, seq: int) -> s.Delive
         seq=seq,
         ref=human_ref(delivery_id),
         status_url=f"/v1/deliveries/{delivery_id}",
-    )
-
-
-def _replay(conn: Connection, notify: NotifyRequest) -> s.NotificationAccepted | None:
-    """The earlier result for this idempotency key; 409 if it was for another request."""
-    earlier = conn.execute(
-        select(
-            t.notification.c.id,
-            t.notification.c.cls,
-            t.notification.c.subject,
-            t.notification.c.text,
-            t.notification.c.html,
-            t.topic.c.key,
-        )
-        .join(t.topic, t.topic.c.id == t.notification.c.topic_id)
-        .where(t.notification.c.idempotency_key == notify.idempotency_key)
-    ).first()
-    if earlier is None:
-        return None
-    # The originals only: escalation resends are deliveries of the same notification.
-    rows = conn.execute(
-        select(
-            t.delivery.c.id,
-            t.delivery.c.token,
-            t.delivery.c.seq,
-            t.delivery.c.to_header,
-            t.recipient.c.address,
-        )
-        .join(t.recipient, t.recipient.c.id == t.delivery.c.recipient_id)
-        .where(t.delivery.c.notification_id == earlier.id, t.delivery.c.resend_of.is_(None))
-        .order_by(t.delivery.c.id)
-    ).all()
-    # "Same body" is judged on what was recorded (after validation), so a retry
-    # that differs only in JSON formatting or key order is still the same request.
-    same = (
-        (earlier.key, earlier.cls, earlier.subject, earlier.text, earlier.html)
-        == (notify.topic, notify.cls, notify.subject, notify.text, notify.html)
-    ) and sorted(r.to_header for r in rows) == sorted(_to_header(m) for m in notify.to)
-    if not same:
-        raise ApiError(
-            409,
-            "idempotency_conflict",
-            "this Idempotency-Key was already used for a different notification "
-            f"({earlier.id}); use a new key for a new notification",
-        )
-    return s.NotificationAccepted(
-        notification_id=earlier.id,
-        created=False,
-        deliveries=[_created(r.id, r.token, r.address, r.seq) for r in rows],
     )
 
 

@@ -38,7 +38,7 @@ from sqlalchemy.sql.dml import Update
 from landed.compose.headers import Mailbox
 from landed.compose.request import NotifyRequest
 from landed.domain import EvidenceSource, Fact, Level, Outcome, fold
-from landed.errors import TokenError
+from landed.errors import IdempotencyConflict, TokenError
 from landed.store import tables as t
 from landed.store.idlists import id_list, one_of
 from landed.tokens import Keyring, human_ref, new_id
@@ -233,7 +233,7 @@ def notify(
     it is written with the delivery row itself, not by a second statement.
     """
     if request.idempotency_key is not None:
-        existing = _by_idempotency_key(conn, request.idempotency_key)
+        existing = _by_idempotency_key(conn, request)
         if existing is not None:
             return existing
 
@@ -403,22 +403,55 @@ def _list_outstanding_statement(count: int, levels: int) -> Insert:
     return t.outstanding.insert().from_select(["delivery_id", "listed_delivery_id"], rows)
 
 
-def _by_idempotency_key(conn: Connection, key: str) -> NotifyResult | None:
-    notification_id = conn.execute(
-        select(t.notification.c.id).where(t.notification.c.idempotency_key == key)
-    ).scalar_one_or_none()
-    if notification_id is None:
+def _by_idempotency_key(conn: Connection, request: NotifyRequest) -> NotifyResult | None:
+    """The notification recorded under ``request``'s idempotency key, if any.
+
+    The same key for a different notification is ``IdempotencyConflict``, not
+    a silent replay of the other one. "Same" is judged on what was recorded
+    (after validation): topic, class, subject, bodies and the recipients as
+    given, in any order.
+    """
+    earlier = conn.execute(
+        select(
+            t.notification.c.id,
+            t.notification.c.cls,
+            t.notification.c.subject,
+            t.notification.c.text,
+            t.notification.c.html,
+            t.topic.c.key,
+        )
+        .join(t.topic, t.topic.c.id == t.notification.c.topic_id)
+        .where(t.notification.c.idempotency_key == request.idempotency_key)
+    ).first()
+    if earlier is None:
         return None
+    # The originals only: escalation resends are deliveries of the same notification.
     rows = conn.execute(
-        select(t.delivery.c.id, t.delivery.c.token, t.recipient.c.address, t.delivery.c.seq)
+        select(
+            t.delivery.c.id,
+            t.delivery.c.token,
+            t.delivery.c.seq,
+            t.delivery.c.to_header,
+            t.recipient.c.address,
+        )
         .join(t.recipient, t.recipient.c.id == t.delivery.c.recipient_id)
-        .where(t.delivery.c.notification_id == notification_id)
+        .where(t.delivery.c.notification_id == earlier.id, t.delivery.c.resend_of.is_(None))
         .order_by(t.delivery.c.id)
     ).all()
+    same = (
+        (earlier.key, earlier.cls, earlier.subject, earlier.text, earlier.html)
+        == (request.topic, request.cls, request.subject, request.text, request.html)
+    ) and sorted(r.to_header for r in rows) == sorted(_to_header(m) for m in request.to)
+    if not same:
+        raise IdempotencyConflict(
+            f"idempotency key {request.idempotency_key!r} was already used for a different "
+            f"notification ({earlier.id}); use a new key for a new notification",
+            notification_id=earlier.id,
+        )
     deliveries = tuple(
         CreatedDelivery(r.id, r.token, r.address, r.seq, human_ref(r.id)) for r in rows
     )
-    return NotifyResult(notification_id, deliveries, False)
+    return NotifyResult(earlier.id, deliveries, False)
 
 
 def append_evidence(conn: Connection, items: Sequence[NewEvidence], *, now: datetime) -> int:
