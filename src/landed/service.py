@@ -90,6 +90,10 @@ class HttpServer:
             try:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 sock.bind((host, port))
+                # Listen at once: a client that connects before uvicorn has
+                # started (the demo prints its URL first) waits in the backlog
+                # instead of being refused.
+                sock.listen(self.config.backlog)
             except OSError:
                 sock.close()
                 raise
