@@ -30,19 +30,16 @@ its lease cannot push back a row another one has taken meanwhile.
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import random
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 import httpx
-from sqlalchemy import Connection, Integer, bindparam, delete, select, update
+from sqlalchemy import Connection, delete, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.sql.dml import ReturningUpdate
 
 from landed.alerts.sinks import (
     ALERT_CLASS,
@@ -65,6 +62,7 @@ from landed.sender import Backoff, worker_name
 from landed.store import Database
 from landed.store import tables as t
 from landed.store.alerts import AlertView, add_event, find_alerts
+from landed.store.leases import claim_statement
 from landed.store.queries import find_deliveries
 
 log = logging.getLogger("landed.alerts")
@@ -118,31 +116,7 @@ class SinkError(Exception):
     """A sink could not take a notice now; the row is kept and retried."""
 
 
-@functools.cache
-def _claim_statement(postgresql: bool) -> ReturningUpdate[Any]:
-    d = t.dispatch
-    due = (
-        select(d.c.id)
-        .where(d.c.available_at <= bindparam("now", type_=t.UTCDateTime()))
-        .order_by(d.c.available_at, d.c.id)
-        .limit(bindparam("limit", type_=Integer()))
-    )
-    if postgresql:
-        due = due.with_for_update(skip_locked=True)
-    return (
-        update(d)
-        .where(d.c.id.in_(due.scalar_subquery()))
-        .values(available_at=bindparam("until", type_=t.UTCDateTime()))
-        .returning(
-            d.c.id,
-            d.c.alert_id,
-            d.c.sink,
-            d.c.idempotency_key,
-            d.c.payload,
-            d.c.attempts,
-            d.c.created_at,
-        )
-    )
+_CLAIMED = ("id", "alert_id", "sink", "idempotency_key", "payload", "attempts", "created_at")
 
 
 class Dispatcher:
@@ -226,7 +200,7 @@ class Dispatcher:
         until = now + self.lease
         with self.db.write() as conn:
             rows = conn.execute(
-                _claim_statement(conn.dialect.name == "postgresql"),
+                claim_statement(t.dispatch, _CLAIMED, conn.dialect.name == "postgresql"),
                 {"now": now, "until": until, "limit": limit},
             ).all()
         held = [

@@ -12,16 +12,15 @@ with.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Integer, bindparam, delete, insert, select, update
-from sqlalchemy.sql.dml import ReturningUpdate
+from sqlalchemy import Connection, delete, insert, select, update
 
 from landed.store import tables as t
+from landed.store.leases import claim_statement
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,25 +88,7 @@ def enqueue_forward(
     )
 
 
-@functools.cache
-def _claim_statement(postgresql: bool) -> ReturningUpdate[Any]:
-    f = t.forward
-    due = (
-        select(f.c.id)
-        .where(f.c.available_at <= bindparam("now", type_=t.UTCDateTime()))
-        .order_by(f.c.available_at, f.c.id)
-        .limit(bindparam("limit", type_=Integer()))
-    )
-    if postgresql:
-        due = due.with_for_update(skip_locked=True)
-    return (
-        update(f)
-        .where(f.c.id.in_(due.scalar_subquery()))
-        .values(available_at=bindparam("until", type_=t.UTCDateTime()))
-        .returning(
-            f.c.id, f.c.inbound_id, f.c.delivery_id, f.c.to_address, f.c.attempts, f.c.created_at
-        )
-    )
+_CLAIMED = ("id", "inbound_id", "delivery_id", "to_address", "attempts", "created_at")
 
 
 def claim_forwards(
@@ -115,7 +96,7 @@ def claim_forwards(
 ) -> list[HeldForward]:
     """Take up to ``limit`` due rows until ``until``, oldest first."""
     rows = conn.execute(
-        _claim_statement(conn.dialect.name == "postgresql"),
+        claim_statement(t.forward, _CLAIMED, conn.dialect.name == "postgresql"),
         {"now": now, "until": until, "limit": limit},
     ).all()
     held = [
