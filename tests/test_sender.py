@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import random
+import threading
+import time
 from collections.abc import Iterator
 
 import pytest
+from sqlalchemy import select
 
 from landed.client import Client
 from landed.clock import FixedClock
@@ -13,6 +16,7 @@ from landed.config import RelayURL, Settings
 from landed.domain import Level, Outcome
 from landed.sender import Backoff, Sender
 from landed.store import Database
+from landed.store import tables as t
 from landed.transport.smtp import SMTPRelay
 from tests.relay import TestRelay
 
@@ -223,6 +227,56 @@ def test_a_resend_is_byte_identical(
     second, _ = sender.build(job)
     assert first == second
     assert envelope.envid == job.token
+
+
+def _outbox(sender: Sender) -> list[tuple[str, str | None]]:
+    with sender.db.read() as conn:
+        rows = conn.execute(select(t.outbox.c.delivery_id, t.outbox.c.lease_owner)).all()
+    return [(r.delivery_id, r.lease_owner) for r in rows]
+
+
+def test_run_sends_batch_after_batch_with_the_ledger_work_beside_it(
+    settings: Settings, relay: TestRelay, clock: FixedClock
+) -> None:
+    # Batches of 3: the ledger thread claims the next batch while one is sent,
+    # and commits each batch's evidence while the next goes out.
+    client, sender = make(settings, relay, clock, worker_batch=3, worker_poll_seconds=0.01)
+    to = [f"user{i}@corp.test" for i in range(10)]
+    client.notify(topic="INC-9", cls="incident", to=to, subject="s", text="t")
+    stop = threading.Event()
+    worker = threading.Thread(target=sender.run, args=(stop,))
+    worker.start()
+    deadline = time.monotonic() + 20
+    while _outbox(sender) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    stop.set()
+    worker.join(10)
+    assert not worker.is_alive()
+    assert _outbox(sender) == [], "every row settled"
+    assert sorted(r.rcpt_tos[0] for r in relay.received) == sorted(to), "each sent once"
+    views = client.status(topic="INC-9")
+    assert {v.level for v in views} == {"submitted"}
+    assert all(len(v.evidence) == 1 for v in views)
+
+
+def test_stopping_run_gives_back_the_batch_claimed_ahead(
+    settings: Settings, relay: TestRelay, clock: FixedClock
+) -> None:
+    client, sender = make(settings, relay, clock, worker_batch=2, worker_poll_seconds=0.01)
+    to = [f"user{i}@corp.test" for i in range(6)]
+    client.notify(topic="INC-9", cls="incident", to=to, subject="s", text="t")
+    stop = threading.Event()
+    sender.on_result = lambda _id, _result: stop.set()  # stop after the first send
+    sender.run(stop)
+    assert len(relay.received) == 1
+    rows = _outbox(sender)
+    assert len(rows) == 5, "the one sent is settled"
+    # The other row of the batch being sent, and the batch claimed ahead of it,
+    # are given back at once (no waiting for their leases to run out).
+    assert all(owner is None for _, owner in rows)
+    sender.on_result = None
+    assert sender.run_once() == 5
+    assert sorted(r.rcpt_tos[0] for r in relay.received) == sorted(to), "none twice"
 
 
 def test_backoff_grows_and_is_capped() -> None:

@@ -23,6 +23,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -76,6 +77,16 @@ class Backoff:
         return ceiling / 2 + rng.uniform(0, ceiling / 2)
 
 
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    """Rows this worker claimed, by delivery id, and their loaded jobs."""
+
+    claims: dict[str, Claim]
+    jobs: list[SendJob]
+    #: ``time.monotonic()`` when the claim committed: the lease runs from then.
+    claimed_at: float
+
+
 def worker_name() -> str:
     """A name unique to this worker process, stamped on the rows it holds."""
     return f"{socket.gethostname()[:30]}:{os.getpid()}:{os.urandom(3).hex()}"
@@ -108,6 +119,8 @@ class Sender:
         self.lease = timedelta(seconds=settings.lease_seconds)
         self.backoff = Backoff(settings.retry_base_seconds, settings.retry_max_seconds)
         self.lifetime = timedelta(seconds=settings.retry_lifetime_seconds)
+        #: Renew leases (or give back a batch that waited) after a third of the lease.
+        self._renew_after = settings.lease_seconds / 3
         #: Called after each attempt with (delivery id, result); for tests and metrics.
         self.on_result: Callable[[str, SendResult], None] | None = None
         #: Earlier deliveries listed as outstanding, by id (see ``load_jobs``).
@@ -126,20 +139,75 @@ class Sender:
         return total
 
     def run(self, stop: threading.Event) -> None:
-        """Send until ``stop`` is set; idle polls every ``worker_poll_seconds``."""
+        """Send until ``stop`` is set; idle polls every ``worker_poll_seconds``.
+
+        The ledger work runs beside the sending, in one helper thread: while
+        this thread composes and sends one batch, the helper has already
+        claimed and loaded the next one, and it commits the previous batch's
+        evidence while the next is sent. On SQLite that thread waits for the
+        single write lock (a notifier holds it most of the time when
+        notifications pour in) and for ``fsync``, and the sending goes on
+        meanwhile. Nothing changes about when a delivery counts as sent: its
+        row leaves the outbox in the same transaction that commits its evidence.
+        """
         log.info("sender %s started (transport %s)", self.owner, self.transport.name)
+        ledger = ThreadPoolExecutor(max_workers=1, thread_name_prefix="landed-ledger")
+        claiming: Future[_Batch | None] | None = None
+        settling: Future[None] | None = None
         try:
+            claiming = ledger.submit(self._claim_batch)
             while not stop.is_set():
-                if self.process_batch(stop) == 0:
+                batch = claiming.result()
+                claiming = None
+                if batch is not None and time.monotonic() - batch.claimed_at > self._renew_after:
+                    # Claimed long ago, behind a slow batch: its lease may be
+                    # running out. Give it back and claim afresh rather than send
+                    # rows another worker may be taking over.
+                    ledger.submit(self._release, batch).result()
+                    batch = None
+                if batch is None:
                     stop.wait(self.settings.worker_poll_seconds)
+                    claiming = ledger.submit(self._claim_batch)
+                    continue
+                claiming = ledger.submit(self._claim_batch)
+
+                def settle_now(done: list[Settlement], rest: list[str]) -> None:
+                    ledger.submit(self._settle, done, renew_ids=rest).result()
+
+                pending, unsent, _ = self._send_batch(batch, stop, settle_now)
+                if settling is not None:
+                    settling.result()  # the previous batch's commit: its error stops us here
+                settling = ledger.submit(self._settle, pending, release_ids=unsent)
         finally:
-            self.transport.close()
-            log.info("sender %s stopped", self.owner)
+            try:
+                if settling is not None:
+                    settling.result()
+            finally:
+                try:
+                    if claiming is not None and (unsent_batch := claiming.result()) is not None:
+                        self._release(unsent_batch)
+                finally:
+                    ledger.shutdown(wait=True)
+                    self.transport.close()
+                    log.info("sender %s stopped", self.owner)
 
     # --- one batch -----------------------------------------------------------------
 
     def process_batch(self, stop: threading.Event | None = None) -> int:
         """Claim, send and settle one batch; return how many attempts were made."""
+        batch = self._claim_batch()
+        if batch is None:
+            return 0
+
+        def settle_now(done: list[Settlement], rest: list[str]) -> None:
+            self._settle(done, renew_ids=rest)
+
+        pending, unsent, attempts = self._send_batch(batch, stop, settle_now)
+        self._settle(pending, release_ids=unsent)
+        return attempts
+
+    def _claim_batch(self) -> _Batch | None:
+        """Claim up to ``worker_batch`` due rows and load what their emails are built from."""
         with self.db.write() as conn:
             claims = claim(
                 conn,
@@ -149,31 +217,47 @@ class Sender:
                 limit=self.settings.worker_batch,
             )
         if not claims:
-            return 0
-        by_id = {c.delivery_id: c for c in claims}
+            return None
+        claimed_at = time.monotonic()
         if len(self._listed) > _LISTED_CACHE_SIZE:
             self._listed.clear()
         with self.db.read() as conn:
             jobs = load_jobs(conn, [c.delivery_id for c in claims], listed_cache=self._listed)
+        return _Batch({c.delivery_id: c for c in claims}, jobs, claimed_at)
+
+    def _release(self, batch: _Batch) -> None:
+        with self.db.write() as conn:
+            release(conn, owner=self.owner, delivery_ids=list(batch.claims), now=self.clock.now())
+
+    def _send_batch(
+        self,
+        batch: _Batch,
+        stop: threading.Event | None,
+        settle_now: Callable[[list[Settlement], list[str]], None],
+    ) -> tuple[list[Settlement], list[str], int]:
+        """Send a claimed batch: (settlements not yet recorded, ids not sent, attempts).
+
+        ``settle_now`` records what is done so far and extends the lease on the
+        rest; it is called well before the lease could run out, so a slow relay
+        never lets another worker take rows this one is still sending.
+        """
         pending: list[Settlement] = []
         attempts = 0
-        renewed = time.monotonic()
-        unsent = [job.delivery_id for job in jobs]
-        for job in jobs:
+        renewed = batch.claimed_at
+        unsent = [job.delivery_id for job in batch.jobs]
+        unsent.reverse()  # popped from the end as each is sent
+        for job in batch.jobs:
             if stop is not None and stop.is_set():
                 break
-            pending.append(self._attempt(job, by_id[job.delivery_id]))
-            unsent.pop(0)
+            pending.append(self._attempt(job, batch.claims[job.delivery_id]))
+            unsent.pop()
             attempts += 1
-            # Record what is done and extend the lease on the rest well before it
-            # could run out, so a slow relay never lets another worker take rows
-            # this one is still sending.
-            if time.monotonic() - renewed > self.settings.lease_seconds / 3:
-                self._settle(pending, renew_ids=unsent)
+            if time.monotonic() - renewed > self._renew_after:
+                settle_now(pending, unsent[::-1])
                 pending = []
                 renewed = time.monotonic()
-        self._settle(pending, release_ids=unsent)
-        return attempts
+        unsent.reverse()
+        return pending, unsent, attempts
 
     def _settle(
         self,
