@@ -22,7 +22,8 @@ import random
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
@@ -57,7 +58,7 @@ from landed.store.outbox import (
     settle,
 )
 from landed.tokens import topic_root_id
-from landed.transport.base import Kind, Reply, SendResult, Stage, Transport
+from landed.transport.base import Kind, Reply, SendResult, Stage, Transport, send_all
 from landed.transport.mx import MXResult
 from landed.transport.routes import Hop, Route, Router
 
@@ -85,6 +86,19 @@ class _Batch:
     jobs: list[SendJob]
     #: ``time.monotonic()`` when the claim committed: the lease runs from then.
     claimed_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Ready:
+    """A delivery built and routed, ready for its transport."""
+
+    job: SendJob
+    held: Claim
+    route: Route
+    index: int
+    hop: Hop
+    envelope: Envelope
+    message: bytes
 
 
 def worker_name() -> str:
@@ -237,27 +251,66 @@ class Sender:
     ) -> tuple[list[Settlement], list[str], int]:
         """Send a claimed batch: (settlements not yet recorded, ids not sent, attempts).
 
-        ``settle_now`` records what is done so far and extends the lease on the
-        rest; it is called well before the lease could run out, so a slow relay
-        never lets another worker take rows this one is still sending.
+        Consecutive deliveries through the same hop go to its transport as one
+        run (``send_all``: the SMTP relay pipelines them), each built as the
+        transport asks for it. ``settle_now`` records what is done so far and
+        extends the lease on the rest; it is called well before the lease could
+        run out, so a slow relay never lets another worker take rows this one
+        is still sending. Once ``stop`` is set no further delivery is started.
         """
         pending: list[Settlement] = []
         attempts = 0
         renewed = batch.claimed_at
-        unsent = [job.delivery_id for job in batch.jobs]
-        unsent.reverse()  # popped from the end as each is sent
-        for job in batch.jobs:
-            if stop is not None and stop.is_set():
-                break
-            pending.append(self._attempt(job, batch.claims[job.delivery_id]))
-            unsent.pop()
+        unsent = {job.delivery_id: None for job in batch.jobs}  # ordered
+        queue = deque(batch.jobs)
+        carried: _Ready | None = None
+
+        def done(settlement: Settlement) -> None:
+            nonlocal attempts, renewed
+            pending.append(settlement)
+            unsent.pop(settlement.delivery_id, None)
             attempts += 1
             if time.monotonic() - renewed > self._renew_after:
-                settle_now(pending, unsent[::-1])
-                pending = []
+                settle_now(pending.copy(), list(unsent))
+                pending.clear()
                 renewed = time.monotonic()
-        unsent.reverse()
-        return pending, unsent, attempts
+
+        def stopped() -> bool:
+            return stop is not None and stop.is_set()
+
+        while (carried is not None or queue) and not stopped():
+            first = carried if carried is not None else self._prepare(queue.popleft(), batch)
+            carried = None
+            if isinstance(first, Settlement):  # could not be built: nothing to send
+                done(first)
+                continue
+            in_flight: deque[_Ready] = deque()
+
+            def run(
+                head: _Ready = first, in_flight: deque[_Ready] = in_flight
+            ) -> Iterator[tuple[Envelope, bytes]]:
+                """The deliveries of one run through ``head``'s hop, built one at a time."""
+                nonlocal carried
+                ready: _Ready | Settlement = head
+                while True:
+                    if isinstance(ready, Settlement):
+                        done(ready)
+                    elif ready.hop is not head.hop:
+                        carried = ready  # starts the next run
+                        return
+                    else:
+                        in_flight.append(ready)
+                        yield ready.envelope, ready.message
+                    if not queue or stopped():
+                        return
+                    ready = self._prepare(queue.popleft(), batch)
+
+            for result in send_all(first.hop.transport, run()):
+                ready = in_flight.popleft()
+                if self.on_result is not None:
+                    self.on_result(ready.job.delivery_id, result)
+                done(self._settlement(ready, result))
+        return pending, list(unsent), attempts
 
     def _settle(
         self,
@@ -274,8 +327,9 @@ class Sender:
             if release_ids:
                 release(conn, owner=self.owner, delivery_ids=release_ids, now=now)
 
-    def _attempt(self, job: SendJob, held: Claim) -> Settlement:
-        attempt = held.attempts + 1
+    def _prepare(self, job: SendJob, batch: _Batch) -> _Ready | Settlement:
+        """A delivery's bytes, envelope, route and hop; if it cannot be built, its settlement."""
+        held = batch.claims[job.delivery_id]
         router = self.transport
         try:
             message, envelope = self.build(job)
@@ -287,6 +341,7 @@ class Sender:
             # this means a changed configuration), no route for it, or a message
             # the DKIM signer refuses: a clear outcome, not a crash loop.
             now = self.clock.now()
+            attempt = held.attempts + 1
             return Settlement(
                 job.delivery_id,
                 (
@@ -301,10 +356,7 @@ class Sender:
                     ),
                 ),
             )
-        result = router.send(hop, envelope, message)
-        if self.on_result is not None:
-            self.on_result(job.delivery_id, result)
-        return self._settlement(job, held, attempt, result, route, index, hop)
+        return _Ready(job, held, route, index, hop, envelope, message)
 
     def build(self, job: SendJob) -> tuple[bytes, Envelope]:
         """The message bytes and envelope of a delivery, the same on every attempt."""
@@ -351,16 +403,9 @@ class Sender:
             clicks=settings.track_clicks,
         )
 
-    def _settlement(
-        self,
-        job: SendJob,
-        held: Claim,
-        attempt: int,
-        result: SendResult,
-        route: Route,
-        index: int,
-        hop: Hop,
-    ) -> Settlement:
+    def _settlement(self, ready: _Ready, result: SendResult) -> Settlement:
+        job, held, route, index, hop = ready.job, ready.held, ready.route, ready.index, ready.hop
+        attempt = held.attempts + 1
         now = self.clock.now()
         reply = result.reply
         detail = str(reply)

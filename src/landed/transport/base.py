@@ -1,5 +1,9 @@
 """The transport seam: one method, ``send(envelope, message) -> SendResult``.
 
+A transport may also offer ``send_many(items) -> Iterator[SendResult]`` for a
+run of messages (the SMTP relay pipelines them); ``send_all`` uses it when
+there, and ``send`` otherwise.
+
 A transport never raises for something that went wrong with one delivery
 (a refused recipient, a dropped connection, a timeout): it returns a result
 saying whether the failure is temporary or permanent, with the server's reply.
@@ -9,6 +13,7 @@ It raises only for programming errors.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
@@ -90,3 +95,21 @@ class Transport(Protocol):
     def close(self) -> None:
         """Close any open connection."""
         ...
+
+
+def send_all(transport: Transport, items: Iterable[tuple[Envelope, bytes]]) -> Iterator[SendResult]:
+    """One result per ``(envelope, message)``, in order.
+
+    Through the transport's ``send_many`` when it has one (the SMTP relay
+    pipelines consecutive messages over its connection), else one ``send``
+    after the other. ``items`` is consumed lazily, at most one ahead of the
+    results.
+    """
+    many: Callable[[Iterable[tuple[Envelope, bytes]]], Iterator[SendResult]] | None = getattr(
+        transport, "send_many", None
+    )
+    if many is not None:
+        yield from many(items)
+        return
+    for envelope, message in items:
+        yield transport.send(envelope, message)
