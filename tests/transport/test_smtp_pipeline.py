@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 
 import pytest
@@ -192,3 +193,30 @@ def test_send_all_uses_send_for_a_transport_without_send_many() -> None:
 
     results = list(send_all(OneAtATime(), (item(n) for n in range(3))))
     assert len(results) == 3 and sent == ["user0@corp.test", "user1@corp.test", "user2@corp.test"]
+
+
+def test_a_connection_that_breaks_under_a_write_loses_nothing_after_it(
+    relay: TestRelay, client: SMTPRelay
+) -> None:
+    counting_writes(client)
+    results = client.send_many(item(n) for n in range(1, 6))
+    assert next(results).kind is Kind.SENT
+    conn = client._conn
+    assert conn is not None and conn.sock is not None
+    conn.sock.shutdown(socket.SHUT_RDWR)  # the next write fails at once
+    rest = list(results)
+    if relay.pipelining:
+        # The second message's DATA had its 354: its content could not be
+        # written, so it is retried later. Every one after it still goes out,
+        # on a new connection.
+        assert [r.kind for r in rest] == [Kind.TEMPORARY, Kind.SENT, Kind.SENT, Kind.SENT]
+        assert "connection lost" in rest[0].reply.text
+    else:
+        # One transaction at a time: the broken kept connection is noticed at
+        # MAIL, before anything was accepted, and replaced silently.
+        assert [r.kind for r in rest] == [Kind.SENT] * 4
+    assert [g.rcpt_tos[0] for g in relay.received][-3:] == [
+        "user3@corp.test",
+        "user4@corp.test",
+        "user5@corp.test",
+    ]

@@ -278,7 +278,8 @@ class SMTPRelay:
         try:
             conn.send(group)
         except (OSError, smtplib.SMTPException) as exc:
-            return self._lost(held, opened, item, Stage.MESSAGE, exc, results), None, None
+            results = self._lost(held, opened, item, Stage.MESSAGE, exc, results)
+            return results, None, _next_item(items) if item is not None else None
         # Taken now, while the relay reads what was just written.
         following = _next_item(items) if item is not None else None
         if held is not None:
