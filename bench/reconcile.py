@@ -5,7 +5,8 @@ notifications, recipients and evidence, of which exactly 1,000 are due now:
 500 that have reached their required level (they close), 250 still within
 their deadline (they go back to waiting) and 250 past it (they open an alert,
 write the structured log line and queue sink notices). Everything else is
-closed (``due_at`` NULL) or due later, as in a long-running ledger. Then it
+closed (no ``delivery_due`` row) or, one in ten, due a day later, as in a
+long-running ledger. Then it
 times ``Reconciler.tick(limit=1000)``, resets the 1,000 and repeats, and
 reports the median. The same at 10× the size gives the ratio that must stay
 ≤ 1.5 (and the tick under 100 ms).
@@ -60,7 +61,7 @@ def ids(n: int, offset: int) -> Iterator[str]:
     return (encode_base32(base + offset + i, 26) for i in range(n))
 
 
-TABLES = ("topic", "recipient", "notification", "delivery", "evidence")
+TABLES = ("topic", "recipient", "notification", "delivery", "delivery_due", "evidence")
 
 
 def rows(table: str, n: int) -> Iterator[tuple[object, ...]]:
@@ -82,7 +83,7 @@ def rows(table: str, n: int) -> Iterator[tuple[object, ...]]:
         for i, did in enumerate(ids(n, 0)):
             if i % PER_NOTIFICATION == 0:
                 notification = next(notifications)
-            level, deadline, due_at = _state(i, n, created)
+            level, deadline, _ = _state(i, n, created)
             token = ring.sign(did)
             yield (
                 did,
@@ -99,8 +100,12 @@ def rows(table: str, n: int) -> Iterator[tuple[object, ...]]:
                 "internal",
                 "delivered",
                 _ts(deadline),
-                _ts(due_at) if due_at else None,
             )
+    elif table == "delivery_due":
+        for i, did in enumerate(ids(n, 0)):
+            due_at = _state(i, n, created)[2]
+            if due_at is not None:
+                yield (did, _ts(due_at))
     elif table == "evidence":
         for i, did in enumerate(ids(n, 0)):
             level = _state(i, n, created)[0]
@@ -128,6 +133,8 @@ def _state(i: int, n: int, created: datetime) -> tuple[str, datetime, datetime |
         return "submitted", NOW + timedelta(minutes=10), NOW - timedelta(seconds=1)
     if 750 <= k < DUE:  # past it: each opens an alert
         return "submitted", NOW - timedelta(minutes=1), NOW - timedelta(minutes=1)
+    if i % 10 == 0:  # pending: due at a deadline still a day away
+        return "submitted", NOW + timedelta(days=1), NOW + timedelta(days=1)
     return ("delivered" if i % 2 else "submitted"), created, None
 
 
@@ -141,8 +148,9 @@ COLUMNS = {
     "notification": "id, topic_id, cls, sender, subject, text, created_at",
     "delivery": (
         "id, notification_id, recipient_id, seq, to_header, token, ref, message_id, level, "
-        "created_at, updated_at, policy, required, deadline_at, due_at"
+        "created_at, updated_at, policy, required, deadline_at"
     ),
+    "delivery_due": "delivery_id, due_at",
     "evidence": "delivery_id, source, level, observed_at, recorded_at, dedupe_key, raw",
 }
 
@@ -163,6 +171,8 @@ def fill(db: Database, n: int) -> None:
                 f"INSERT INTO {table} ({cols}) VALUES ({marks})", rows(table, n)
             )
         raw.commit()
+        # The fill's WAL goes into the database file now, not during the ticks.
+        cur.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     finally:
         raw.close()
 
@@ -210,6 +220,8 @@ def _fill_postgresql(db: Database, n: int) -> None:
         pg.commit()
         pg.autocommit = True
         cur.execute("VACUUM ANALYZE")
+        # The fill's dirty pages are written now, not by a checkpoint during the ticks.
+        cur.execute("CHECKPOINT")
         (size,) = cur.execute("SELECT pg_database_size(current_database())").fetchall()[0]
         pg.autocommit = False
         print(f"    database size {size / 2**30:.2f} GiB", flush=True)
@@ -224,35 +236,42 @@ def due_rows(db: Database) -> list[dict[str, object]]:
 
     with db.read() as conn:
         found = conn.execute(
-            select(t.delivery.c.id, t.delivery.c.due_at).where(t.delivery.c.due_at <= NOW)
+            select(t.delivery_due.c.delivery_id, t.delivery_due.c.due_at).where(
+                t.delivery_due.c.due_at <= NOW
+            )
         ).all()
-    return [{"b_id": r.id, "due": r.due_at} for r in found]
+    return [{"delivery_id": r.delivery_id, "due_at": r.due_at} for r in found]
 
 
 def reset(db: Database, due: list[dict[str, object]]) -> None:
     """Put the ledger back as it was before the tick."""
-    from sqlalchemy import bindparam, text, update
+    from sqlalchemy import text
 
     from landed.store import tables as t
+    from landed.store.ledger import dialect_insert
 
     with db.write() as conn:
         for table in ("dispatch", "alert_event", "alert", "suppression"):
             conn.execute(text(f"DELETE FROM {table}"))
+        # The tick closed some (their rows are gone) and put others off: all back.
+        upsert = dialect_insert(conn, t.delivery_due)
         conn.execute(
-            update(t.delivery)
-            .where(t.delivery.c.id == bindparam("b_id"))
-            .values(due_at=bindparam("due", type_=t.UTCDateTime())),
+            upsert.on_conflict_do_update(
+                index_elements=["delivery_id"], set_={"due_at": upsert.excluded.due_at}
+            ),
             due,
         )
 
 
 def measure(
     url: str, n: int, repeat: int, profile: str | None = None
-) -> tuple[float, float, float]:
-    """Median wall, median CPU and least CPU (this process) seconds of one tick.
+) -> tuple[float, float, float, float]:
+    """Median wall, median CPU, least wall and least CPU (this process) seconds of
+    one tick.
 
     CPU time is what the machine being shared disturbs least; with PostgreSQL
-    the server's own CPU is not in it (it is in the wall time).
+    the server's own CPU is not in it (it is in the wall time). The least
+    times are the ticks that ran while nothing else did.
     """
     db = Database(url)
     db.upgrade()
@@ -292,7 +311,7 @@ def measure(
         reset(db, due)
     db.dispose()
     print(f"    filled {n:,} deliveries in {filled:.0f} s", flush=True)
-    return statistics.median(times), statistics.median(cpu), min(cpu)
+    return statistics.median(times), statistics.median(cpu), min(times), min(cpu)
 
 
 def main() -> None:
@@ -319,30 +338,32 @@ def main() -> None:
         f"machine: {platform.machine()}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}"
     )
-    results: dict[tuple[str, int], tuple[float, float, float]] = {}
+    results: dict[tuple[str, int], tuple[float, float, float, float]] = {}
     for engine in args.engines.split(","):
         for n in sizes:
             print(f"{engine}, {n:,} deliveries, {DUE} due:", flush=True)
             profile = f"{args.profile}.{engine}.{n}.prof" if args.profile else None
             with ledger(engine) as url:
-                wall, cpu, least = measure(url, n, args.repeat, profile)
-            results[(engine, n)] = (wall, cpu, least)
+                wall, cpu, least_wall, least = measure(url, n, args.repeat, profile)
+            results[(engine, n)] = (wall, cpu, least_wall, least)
             print(
                 f"    tick: {wall * 1000:.1f} ms wall, {cpu * 1000:.1f} ms CPU in this process"
-                f" (median of {args.repeat}; least CPU {least * 1000:.1f} ms)",
+                f" (median of {args.repeat}; least {least_wall * 1000:.1f} ms wall,"
+                f" {least * 1000:.1f} ms CPU)",
                 flush=True,
             )
     print()
     print(
-        f"{'engine':<12}{'deliveries':>14}{'wall ms':>10}{'CPU ms':>10}{'least CPU':>11}"
-        f"{'wall vs smallest':>18}{'CPU vs smallest':>17}"
+        f"{'engine':<12}{'deliveries':>14}{'wall ms':>10}{'CPU ms':>10}{'least wall':>12}"
+        f"{'least CPU':>11}{'wall vs smallest':>18}{'CPU vs smallest':>17}"
     )
     for engine in args.engines.split(","):
-        base_wall, base_cpu, _ = results[(engine, sizes[0])]
+        base_wall, base_cpu, _, _ = results[(engine, sizes[0])]
         for n in sizes:
-            wall, cpu, least = results[(engine, n)]
+            wall, cpu, least_wall, least = results[(engine, n)]
             print(
-                f"{engine:<12}{n:>14,}{wall * 1000:>10.1f}{cpu * 1000:>10.1f}{least * 1000:>11.1f}"
+                f"{engine:<12}{n:>14,}{wall * 1000:>10.1f}{cpu * 1000:>10.1f}"
+                f"{least_wall * 1000:>12.1f}{least * 1000:>11.1f}"
                 f"{wall / base_wall:>18.2f}{cpu / base_cpu:>17.2f}"
             )
 

@@ -19,7 +19,7 @@ old one until its mail can no longer come back.
 
 from __future__ import annotations
 
-import base64
+import functools
 import hashlib
 import hmac
 import os
@@ -45,23 +45,28 @@ _TOKEN = re.compile(r"^[0-9a-z]{43,50}$")
 TOKEN_PATTERN = r"[0-9A-Za-z]{43,50}"
 
 
-# RFC 4648 base32 groups bits as Crockford's does, five to a digit, most
-# significant first; only the alphabet differs. Encoding through the C
-# implementation in ``base64`` and translating the alphabet is several times
-# faster than a Python loop, and ids and tokens are made for every delivery.
-_FROM_RFC4648 = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", ALPHABET)
-_CANONICAL = str.maketrans({"i": "1", "l": "1", "o": "0"})
+# Ids, tokens and references are made for every delivery, so encoding is on
+# notify's hot path: two digits at a time from a table of all 1,024 pairs, one
+# lookup per 10 bits of the value (about three times faster than going through
+# ``base64.b32encode``, which is a Python loop too).
+_PAIRS = [high + low for high in ALPHABET for low in ALPHABET]
+
+
+@functools.cache
+def _pair_shifts(length: int) -> tuple[int, ...]:
+    """Where each pair of digits starts, most significant first (an even ``length``)."""
+    return tuple(range(5 * length - 10, -1, -10))
 
 
 def encode_base32(value: int, length: int) -> str:
     """Write ``value`` as ``length`` base32 digits, most significant first."""
     if value < 0 or value >> (5 * length):
         raise ValueError("value does not fit")
-    # Whole 40-bit groups, so that base64 adds no padding; the value sits in
-    # the low bits, and its digits are the last ``length`` of the encoding.
-    groups = -(-length // 8)
-    encoded = base64.b32encode(value.to_bytes(groups * 5, "big")).decode("ascii")
-    return encoded[-length:].translate(_FROM_RFC4648)
+    pairs = _PAIRS
+    text = "".join([pairs[(value >> shift) & 1023] for shift in _pair_shifts(length & ~1)])
+    if length & 1:
+        return ALPHABET[value >> (5 * length - 5)] + text
+    return text
 
 
 def decode_base32(text: str) -> int:
@@ -167,17 +172,25 @@ class Keyring:
         return _canonical(delivery_id)
 
     def _mac(self, kid: str, delivery_id: str) -> str:
-        digest = hmac.new(
-            self.keys[kid],
-            b"landed-token\0" + _canonical(delivery_id).encode() + b"\0" + kid.encode(),
-            hashlib.sha256,
-        ).digest()[:MAC_BYTES]
-        return encode_base32(int.from_bytes(digest, "big"), MAC_LENGTH)
+        mac = _keyed(bytes(self.keys[kid])).copy()
+        mac.update(b"landed-token\0" + _canonical(delivery_id).encode() + b"\0" + kid.encode())
+        return encode_base32(int.from_bytes(mac.digest()[:MAC_BYTES], "big"), MAC_LENGTH)
+
+
+@functools.lru_cache(maxsize=64)
+def _keyed(secret: bytes) -> hmac.HMAC:
+    """An HMAC-SHA256 with ``secret`` already keyed in and nothing hashed yet.
+
+    Each token copies it instead of keying a new HMAC (which hashes the padded
+    key twice): the same bytes, in a third of the time. Never updated itself.
+    """
+    return hmac.new(secret, digestmod=hashlib.sha256)
 
 
 def _canonical(text: str) -> str:
     """Lowercase, and map Crockford look-alikes (i, l, o) to their digits."""
-    return text.lower().translate(_CANONICAL)
+    # Three replaces: several times faster than str.translate with a mapping.
+    return text.lower().replace("i", "1").replace("l", "1").replace("o", "0")
 
 
 def new_secret() -> str:

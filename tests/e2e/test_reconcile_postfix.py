@@ -104,8 +104,13 @@ class Landed:
         return found[0] if found else None
 
     def delivery(self, delivery_id: str) -> Row[Any]:
+        """The delivery row, with its due time (None when nothing is pending)."""
         with self.ledger.db.read() as conn:
-            return conn.execute(select(t.delivery).where(t.delivery.c.id == delivery_id)).one()
+            return conn.execute(
+                select(t.delivery, t.delivery_due.c.due_at)
+                .outerjoin(t.delivery_due, t.delivery_due.c.delivery_id == t.delivery.c.id)
+                .where(t.delivery.c.id == delivery_id)
+            ).one()
 
     def resends(self, delivery_id: str) -> list[str]:
         with self.ledger.db.read() as conn:

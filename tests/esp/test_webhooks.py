@@ -220,7 +220,9 @@ def test_sendgrid_events_climb_the_ladder_and_unknown_ones_are_kept(
     assert "x-twilio-email-event-webhook-signature" in json.loads(stored.headers)
     assert counter(hooks, "sendgrid", "accepted") == 1
     with database.read() as conn:
-        due = conn.execute(select(t.delivery.c.due_at).where(t.delivery.c.id == d.delivery_id))
+        due = conn.execute(
+            select(t.delivery_due.c.due_at).where(t.delivery_due.c.delivery_id == d.delivery_id)
+        )
         assert due.scalar_one() == clock.now()  # the reconciler judges it again
 
 

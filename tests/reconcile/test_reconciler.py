@@ -115,7 +115,10 @@ def test_delivered_in_time_closes_with_no_alert(world: World) -> None:
     assert world.alerts(state=None) == []
     with world.db.read() as conn:
         assert (
-            conn.execute(select(t.delivery.c.due_at).where(t.delivery.c.id == d)).scalar() is None
+            conn.execute(
+                select(t.delivery_due.c.due_at).where(t.delivery_due.c.delivery_id == d)
+            ).scalar()
+            is None
         )
 
 

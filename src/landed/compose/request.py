@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from landed.compose.headers import Mailbox, check_header_value, parse_mailbox
 from landed.errors import InputError
@@ -66,10 +67,14 @@ def validate_request(
     mailboxes: list[Mailbox] = []
     seen: set[str] = set()
     for i, address in enumerate(to):
-        mailbox = parse_mailbox(address, f"to[{i}]")
-        if mailbox.normalized() in seen:
+        try:
+            mailbox, normalized = _recipient(address)
+        except (InputError, TypeError):
+            parse_mailbox(address, f"to[{i}]")  # raises, naming the field
+            raise
+        if normalized in seen:
             continue  # one delivery per recipient, even if named twice
-        seen.add(mailbox.normalized())
+        seen.add(normalized)
         mailboxes.append(mailbox)
     return NotifyRequest(
         topic=topic,
@@ -80,3 +85,11 @@ def validate_request(
         html=html,
         idempotency_key=idempotency_key,
     )
+
+
+@lru_cache(maxsize=4096)
+def _recipient(address: str) -> tuple[Mailbox, str]:
+    """A recipient as parsed, and its normalized address. Remembered: notifications
+    go to the same people again and again, and a ``Mailbox`` is immutable."""
+    mailbox = parse_mailbox(address, "to")
+    return mailbox, mailbox.normalized()

@@ -104,13 +104,12 @@ def resolve_alert(conn: Connection, alert_id: int, *, by: str, note: str, now: d
     ).rowcount
     if done:
         add_event(conn, alert_id, "resolved", f"by {by}: {note}", now)
+        # Nothing left to check: no escalation step runs for a resolved alert.
         conn.execute(
-            update(t.delivery)
-            .where(
-                t.delivery.c.id
+            delete(t.delivery_due).where(
+                t.delivery_due.c.delivery_id
                 == select(t.alert.c.delivery_id).where(t.alert.c.id == alert_id).scalar_subquery()
             )
-            .values(due_at=None)
         )
     return bool(done)
 
@@ -148,7 +147,7 @@ def resolve_alerts(
         ],
     )
     conn.execute(
-        update(t.delivery).where(one_of(dialect, t.delivery.c.id, "ids")).values(due_at=None),
+        delete(t.delivery_due).where(one_of(dialect, t.delivery_due.c.delivery_id, "ids")),
         {"ids": id_list(dialect, sorted({r.delivery_id for r in rows}))},
     )
     return [r.id for r in rows]

@@ -10,30 +10,25 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import re
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import (
-    BigInteger,
     Connection,
-    Insert,
-    Integer,
+    Dialect,
+    Executable,
     Select,
-    String,
     Table,
     TextClause,
-    TextualSelect,
     bindparam,
-    literal,
     select,
     text,
-    union_all,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.sql.dml import Update
 
 from landed.compose.headers import Mailbox
 from landed.compose.request import NotifyRequest
@@ -43,34 +38,69 @@ from landed.store import tables as t
 from landed.store.idlists import id_list, one_of
 from landed.tokens import Keyring, human_ref, new_id
 
-# The upserts below are written as SQL text, which is the same on SQLite (3.35+)
-# and PostgreSQL. SQLAlchemy cannot cache the compiled form of its dialect
-# ``insert().on_conflict_do_update()`` constructs, and compiling one costs about
-# as much as the rest of a notify put together (bench/send.py, docs/benchmarks.md);
-# a text statement is compiled once.
-_UPSERT_TOPIC = (
-    text(
-        'INSERT INTO topic ("key", created_at) VALUES (:key, :created_at) '
-        'ON CONFLICT ("key") DO UPDATE SET "key" = excluded."key" RETURNING id'
-    )
-    .bindparams(bindparam("created_at", type_=t.UTCDateTime()))
-    .columns(id=BigInteger())
+# notify's statements are SQL text run through ``exec_driver_sql``, written once
+# for both engines (SQLite 3.35+ and PostgreSQL understand the same SQL; only the
+# placeholder syntax differs, see ``_driver_sql``). SQLAlchemy's compiled path
+# costs more per execution than SQLite takes to run these statements (setting up
+# the compiled context, building parameters, a type processor per datetime), and
+# notify runs them for every notification; the few datetimes are converted once
+# per call with the column type's own processor (``_datetime_binder``), so what
+# is stored is exactly what the compiled path stored. Errors are still
+# SQLAlchemy's (``IntegrityError``...), as the API's idempotency retry expects.
+#
+# The topic is looked up by the notification's own INSERT ... SELECT, so the
+# usual case (the topic exists) neither writes the topic row nor runs a
+# statement for it; only a new topic is inserted, and ON CONFLICT DO NOTHING
+# makes two notifies creating one topic at once both succeed (on PostgreSQL the
+# second waits for the first to commit, then reads its row).
+_INSERT_NOTIFICATION = (
+    "INSERT INTO notification "
+    '(id, topic_id, cls, sender, subject, "text", html, idempotency_key, created_at) '
+    "SELECT :id, topic.id, :cls, :sender, :subject, :text, :html, :idempotency_key, :created_at "
+    'FROM topic WHERE topic."key" = :topic'
 )
-# Statements built once: SQLAlchemy then finds their compiled form in its cache
-# without rebuilding and re-hashing the expression on every call.
-_INSERT_NOTIFICATION = t.notification.insert()
-_INSERT_DELIVERY = t.delivery.insert()
-_QUEUE_NOTIFICATION = t.outbox.insert().from_select(
-    ["delivery_id", "available_at", "attempts", "created_at"],
-    select(
-        t.delivery.c.id,
-        bindparam("now", type_=t.UTCDateTime()),
-        literal(0, Integer()),
-        bindparam("now", type_=t.UTCDateTime()),
-    )
-    .where(t.delivery.c.notification_id == bindparam("notification_id"))
-    .order_by(t.delivery.c.id),
+_INSERT_TOPIC = (
+    'INSERT INTO topic ("key", created_at) VALUES (:topic, :created_at) '
+    'ON CONFLICT ("key") DO NOTHING'
 )
+# The outbox rows are made from the delivery rows inside the database, in id
+# order (the order they were created in), rather than sent over a second time.
+_QUEUE_NOTIFICATION = (
+    "INSERT INTO outbox (delivery_id, available_at, attempts, created_at) "
+    "SELECT id, :now, 0, :now FROM delivery WHERE notification_id = :notification_id "
+    "ORDER BY id"
+)
+# The reconciler first looks at a delivery at its deadline: its due time
+# (``delivery_due``), likewise made from the delivery rows.
+_SCHEDULE_NOTIFICATION = (
+    "INSERT INTO delivery_due (delivery_id, due_at) "
+    "SELECT id, deadline_at FROM delivery "
+    "WHERE notification_id = :notification_id AND deadline_at IS NOT NULL ORDER BY id"
+)
+
+
+@functools.cache
+def _driver_sql(dialect: str, sql: str) -> str:
+    """``sql``, written with ``:name`` placeholders, in the driver's own syntax.
+
+    sqlite3 takes ``:name`` as it stands; psycopg takes ``%(name)s`` (and a
+    literal ``%`` doubled).
+    """
+    if dialect == "sqlite":
+        return sql
+    return re.sub(r"(?<![:\w]):(\w+)", r"%(\1)s", sql.replace("%", "%%"))
+
+
+@functools.lru_cache(maxsize=16)  # one per engine in use
+def _datetime_binder(dialect: Dialect) -> Callable[[datetime | None], object]:
+    """What the ledger's datetime columns hand the driver for a value on this engine
+    (naive UTC text on SQLite, the aware datetime on PostgreSQL)."""
+    # The dialect's own form of the type: the generic one leaves datetimes to
+    # the driver, whose own text for them is not the one SQLAlchemy stores.
+    process = t.UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
+    if process is None:  # pragma: no cover - both engines have one
+        return lambda value: value
+    return process
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,30 +109,56 @@ class _EvidenceStatements:
 
     known_keys: Select[tuple[str]]
     facts: Select[tuple[str, str | None, str | None]]
-    set_verdict: Update
+    #: The verdict of the deliveries in ``ids``; on PostgreSQL it also makes them due.
+    set_verdict: Executable
+    #: SQLite only: makes the deliveries in ``ids`` due at ``due_at``.
+    set_due: Executable | None
+
+
+# New evidence makes a delivery due for the reconciler at once: it may now meet
+# its policy, fail it, or resolve an open alert. The due time lives in its own
+# table (``delivery_due``), so the verdict's UPDATE of the delivery row changes
+# no indexed column (on PostgreSQL a HOT update, if its page has room); both
+# writes are one statement there, so a batch still costs one round trip per verdict.
+_SET_VERDICT_AND_DUE = (
+    "WITH changed AS (UPDATE delivery SET level = :level, outcome = :outcome, "
+    "updated_at = :updated_at "
+    # A semi-join with the list: see ``store.idlists.one_of``.
+    "WHERE delivery.id IN (SELECT unnest(string_to_array(:ids, ','))) "
+    "RETURNING delivery.id) "
+    "INSERT INTO delivery_due (delivery_id, due_at) SELECT id, :updated_at FROM changed "
+    "ORDER BY id ON CONFLICT (delivery_id) DO UPDATE SET due_at = excluded.due_at"
+)
+# SQLite (no INSERT in WITH): one more statement per batch, over the same ids.
+_SET_DUE = (
+    "INSERT INTO delivery_due (delivery_id, due_at) "
+    "SELECT value, :due_at FROM json_each(:ids) WHERE true "
+    "ON CONFLICT (delivery_id) DO UPDATE SET due_at = excluded.due_at"
+)
 
 
 @functools.cache
 def _evidence_statements(dialect: str) -> _EvidenceStatements:
     e, d = t.evidence, t.delivery
+    stamp = bindparam("updated_at", type_=t.UTCDateTime())
+    set_verdict: Executable
+    set_due: Executable | None = None
+    if dialect == "postgresql":
+        set_verdict = text(_SET_VERDICT_AND_DUE).bindparams(stamp)
+    else:
+        set_verdict = (
+            update(d)
+            .where(one_of(dialect, d.c.id, "ids"))
+            .values(level=bindparam("level"), outcome=bindparam("outcome"), updated_at=stamp)
+        )
+        set_due = text(_SET_DUE).bindparams(bindparam("due_at", type_=t.UTCDateTime()))
     return _EvidenceStatements(
         known_keys=select(e.c.dedupe_key).where(one_of(dialect, e.c.dedupe_key, "keys")),
         facts=select(e.c.delivery_id, e.c.level, e.c.outcome).where(
             one_of(dialect, e.c.delivery_id, "ids")
         ),
-        set_verdict=(
-            update(d)
-            .where(one_of(dialect, d.c.id, "ids"))
-            .values(
-                level=bindparam("level"),
-                outcome=bindparam("outcome"),
-                updated_at=bindparam("updated_at", type_=t.UTCDateTime()),
-                # New evidence makes the delivery due for the reconciler at
-                # once: it may now meet its policy, fail it, or resolve an
-                # open alert.
-                due_at=bindparam("updated_at", type_=t.UTCDateTime()),
-            )
-        ),
+        set_verdict=set_verdict,
+        set_due=set_due,
     )
 
 
@@ -148,6 +204,9 @@ class NotifyResult:
     notification_id: str
     deliveries: tuple[CreatedDelivery, ...]
     created: bool
+    #: The recipients that were on the suppression list, with the reason (a
+    #: new notification only; ``store.record`` holds their deliveries back).
+    suppressed: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -231,78 +290,114 @@ def notify(
 
     ``assign`` gives a recipient's delivery its policy (by normalized address);
     it is written with the delivery row itself, not by a second statement.
+    Every delivery is queued; the result's ``suppressed`` names the recipients
+    on the suppression list, read in the same statement that counts their
+    sequence numbers, for the caller to hold back (``store.record``).
     """
     if request.idempotency_key is not None:
         existing = _by_idempotency_key(conn, request)
         if existing is not None:
             return existing
 
-    topic_id = conn.execute(_UPSERT_TOPIC, {"key": request.topic, "created_at": now}).scalar_one()
-
+    dialect = conn.dialect.name
+    stamp = _datetime_binder(conn.dialect)
+    now_value = stamp(now)
     notification_id = new_id()
-    conn.execute(
-        _INSERT_NOTIFICATION,
-        {
-            "id": notification_id,
-            "topic_id": topic_id,
-            "cls": request.cls,
-            "sender": sender,
-            "subject": request.subject,
-            "text": request.text,
-            "html": request.html,
-            "idempotency_key": request.idempotency_key,
-            "created_at": now,
-        },
-    )
+    notification = {
+        "id": notification_id,
+        "topic": request.topic,
+        "cls": request.cls,
+        "sender": sender,
+        "subject": request.subject,
+        "text": request.text,
+        "html": request.html,
+        "idempotency_key": request.idempotency_key,
+        "created_at": now_value,
+    }
+    insert_notification = _driver_sql(dialect, _INSERT_NOTIFICATION)
+    if not conn.exec_driver_sql(insert_notification, notification).rowcount:
+        # A new topic. A concurrent notify may be creating it too: then this
+        # insert does nothing (on PostgreSQL, once the other one has committed)
+        # and the topic is there all the same.
+        conn.exec_driver_sql(_driver_sql(dialect, _INSERT_TOPIC), notification)
+        if not conn.exec_driver_sql(insert_notification, notification).rowcount:
+            raise RuntimeError(f"topic {request.topic!r} vanished while it was recorded")
 
-    pending = [level.value for level in Level if level.rank < outstanding_below.rank]
-    since = now - timedelta(days=outstanding_days)
+    addresses = [mailbox.normalized() for mailbox in request.to]
     # A few statements per notification rather than two per recipient: each
     # statement costs far more in Python than in the database.
-    counters = _next_seqs(conn, [mailbox.normalized() for mailbox in request.to], now)
+    counters = _next_seqs(conn, addresses, now_value, now_value)
+    # Datetimes as the driver takes them, each converted once: the rows share
+    # ``now``, and deadlines repeat (one per policy).
+    converted: dict[datetime, object] = {now: now_value}
+
+    def bind(value: datetime) -> object:
+        if value not in converted:
+            converted[value] = stamp(value)
+        return converted[value]
+
     created: list[CreatedDelivery] = []
     delivery_rows: list[dict[str, object]] = []
-    for mailbox in request.to:
-        recipient_id, seq = counters[mailbox.normalized()]
-        assigned = assign.get(mailbox.normalized()) if assign is not None else None
+    queued = Level.QUEUED.value
+    for mailbox, address in zip(request.to, addresses, strict=True):
+        recipient_id, seq, _ = counters[address]
+        assigned = assign.get(address) if assign is not None else None
         delivery_id = new_id()
         token = keyring.sign(delivery_id)
         ref = human_ref(delivery_id)
-        delivery_rows.append(
-            {
-                "id": delivery_id,
-                "notification_id": notification_id,
-                "recipient_id": recipient_id,
-                "seq": seq,
-                "to_header": _to_header(mailbox),
-                "token": token,
-                "ref": ref.replace("-", "").lower(),
-                "message_id": f"<{token}@{id_domain}>",
-                "level": Level.QUEUED.value,
-                "outcome": None,
-                "created_at": now,
-                "updated_at": now,
-                "policy": assigned.policy if assigned else None,
-                "required": assigned.required.value if assigned else None,
-                "deadline_at": assigned.deadline_at if assigned else None,
-                # The reconciler first looks at the delivery at its deadline.
-                "due_at": assigned.deadline_at if assigned else None,
-            }
-        )
-        created.append(CreatedDelivery(delivery_id, token, mailbox.normalized(), seq, ref))
-    conn.execute(_INSERT_DELIVERY, delivery_rows)
+        row: dict[str, object] = {
+            "id": delivery_id,
+            "notification_id": notification_id,
+            "recipient_id": recipient_id,
+            "seq": seq,
+            "to_header": _to_header(mailbox),
+            "token": token,
+            "ref": ref.replace("-", "").lower(),
+            "message_id": f"<{token}@{id_domain}>",
+            "level": queued,
+            "outcome": None,
+            "created_at": now,
+            "updated_at": now,
+            "policy": assigned.policy if assigned else None,
+            "required": assigned.required.value if assigned else None,
+            "deadline_at": assigned.deadline_at if assigned else None,
+        }
+        # Whatever datetime columns the row has, as the driver takes them.
+        for column, value in row.items():
+            if isinstance(value, datetime):
+                row[column] = bind(value)
+        delivery_rows.append(row)
+        created.append(CreatedDelivery(delivery_id, token, address, seq, ref))
+    insert_deliveries = _insert_delivery_statement(tuple(delivery_rows[0]))
+    conn.exec_driver_sql(_driver_sql(dialect, insert_deliveries), delivery_rows)
     if outstanding_limit:
         _list_outstanding(
             conn,
-            [(d.delivery_id, *counters[d.recipient]) for d in created],
-            pending=pending,
-            since=since,
+            [(d.delivery_id, *counters[d.recipient][:2]) for d in created],
+            pending=[level.value for level in Level if level.rank < outstanding_below.rank],
+            since=bind(now - timedelta(days=outstanding_days)),
             limit=outstanding_limit,
         )
-    # The outbox rows are made from the delivery rows inside the database, in id
-    # order (the order they were created in), rather than sent over a second time.
-    conn.execute(_QUEUE_NOTIFICATION, {"notification_id": notification_id, "now": now})
-    return NotifyResult(notification_id, tuple(created), True)
+    conn.exec_driver_sql(
+        _driver_sql(dialect, _QUEUE_NOTIFICATION),
+        {"notification_id": notification_id, "now": now_value},
+    )
+    if assign:
+        conn.exec_driver_sql(
+            _driver_sql(dialect, _SCHEDULE_NOTIFICATION), {"notification_id": notification_id}
+        )
+    suppressed = {
+        address: reason for address, (_, _, reason) in counters.items() if reason is not None
+    }
+    return NotifyResult(notification_id, tuple(created), True, suppressed)
+
+
+@functools.cache
+def _insert_delivery_statement(columns: tuple[str, ...]) -> str:
+    """``INSERT INTO delivery`` of these columns: those of notify's delivery rows."""
+    names = ", ".join(columns)
+    values = ", ".join(f":{column}" for column in columns)
+    return f"INSERT INTO delivery ({names}) VALUES ({values})"  # noqa: S608 - column names only
 
 
 def _to_header(mailbox: Mailbox) -> str:
@@ -317,38 +412,44 @@ _BATCH = 100
 
 
 def _next_seqs(
-    conn: Connection, addresses: Sequence[str], now: datetime
-) -> dict[str, tuple[int, int]]:
-    """Create each recipient or bump its counter: ``{address: (recipient id, seq)}``.
+    conn: Connection, addresses: Sequence[str], created_at: object, now: object
+) -> dict[str, tuple[int, int, str | None]]:
+    """Create each recipient or bump its counter: ``{address: (recipient id, seq,
+    suppression reason or None)}``.
 
-    One statement per batch creates the recipients or bumps their counters.
-    On PostgreSQL the row locks it takes order concurrent notifies to the same
-    recipient; taking them in address order means two notifies to overlapping
-    lists of recipients cannot deadlock.
+    One statement per batch creates the recipients or bumps their counters,
+    and reads whether each is suppressed ``now``. On PostgreSQL the row locks
+    it takes order concurrent notifies to the same recipient; taking them in
+    address order means two notifies to overlapping lists of recipients cannot
+    deadlock. ``created_at`` and ``now`` are as the driver takes them.
     """
-    found: dict[str, tuple[int, int]] = {}
+    found: dict[str, tuple[int, int, str | None]] = {}
     ordered = sorted(addresses)
+    dialect = conn.dialect.name
     for start in range(0, len(ordered), _BATCH):
         chunk = ordered[start : start + _BATCH]
         params: dict[str, object] = {f"a{i}": address for i, address in enumerate(chunk)}
-        params["created_at"] = now
-        for row in conn.execute(_next_seq_statement(len(chunk)), params):
-            found[row.address] = (int(row.id), int(row.last_seq))
+        params["created_at"] = created_at
+        params["now"] = now
+        sql = _driver_sql(dialect, _next_seq_statement(len(chunk)))
+        for recipient_id, address, last_seq, reason in conn.exec_driver_sql(sql, params):
+            found[address] = (int(recipient_id), int(last_seq), reason)
     return found
 
 
 @functools.cache
-def _next_seq_statement(count: int) -> TextualSelect:
+def _next_seq_statement(count: int) -> str:
     # Only numbered placeholders are put into the SQL; the addresses are bound.
+    # The suppression check is the one in ``store.alerts.suppressed``, asked in
+    # the same statement (a subquery in RETURNING: SQLite 3.35+ and PostgreSQL).
     values = ", ".join(f"(:a{i}, 1, :created_at)" for i in range(count))
     return (
-        text(
-            f"INSERT INTO recipient (address, last_seq, created_at) VALUES {values} "  # noqa: S608
-            "ON CONFLICT (address) DO UPDATE SET last_seq = recipient.last_seq + 1 "
-            "RETURNING id, address, last_seq"
-        )
-        .bindparams(bindparam("created_at", type_=t.UTCDateTime()))
-        .columns(id=BigInteger(), address=String(), last_seq=Integer())
+        f"INSERT INTO recipient (address, last_seq, created_at) VALUES {values} "  # noqa: S608
+        "ON CONFLICT (address) DO UPDATE SET last_seq = recipient.last_seq + 1 "
+        "RETURNING id, address, last_seq, "
+        "(SELECT suppression.reason FROM suppression "
+        "WHERE suppression.address = recipient.address "
+        "AND (suppression.expires_at IS NULL OR suppression.expires_at > :now))"
     )
 
 
@@ -357,7 +458,7 @@ def _list_outstanding(
     new: Sequence[tuple[str, int, int]],
     *,
     pending: Sequence[str],
-    since: datetime,
+    since: object,
     limit: int,
 ) -> None:
     """Record which earlier deliveries each new delivery's email lists as outstanding.
@@ -367,40 +468,64 @@ def _list_outstanding(
     outstanding level are listed. One ``INSERT ... SELECT`` per batch of
     recipients, each part of it using the ``(recipient_id, seq)`` index for one
     recipient, however long that recipient's history is; the ids never travel
-    to Python and back.
+    to Python and back. ``since`` is as the driver takes it.
     """
+    dialect = conn.dialect.name
     for start in range(0, len(new), _BATCH):
         chunk = new[start : start + _BATCH]
         params: dict[str, object] = {"since": since, "limit": limit}
         params.update({f"p{i}": level for i, level in enumerate(pending)})
         for i, (delivery_id, recipient_id, seq) in enumerate(chunk):
             params.update({f"d{i}": delivery_id, f"r{i}": recipient_id, f"s{i}": seq})
-        conn.execute(_list_outstanding_statement(len(chunk), len(pending)), params)
+        sql = _driver_sql(dialect, _list_outstanding_statement(len(chunk), len(pending)))
+        conn.exec_driver_sql(sql, params)
 
 
 @functools.cache
-def _list_outstanding_statement(count: int, levels: int) -> Insert:
-    # The pending levels are separate parameters, not an "expanding" IN list,
-    # which SQLAlchemy would render anew into the SQL text on every execution.
-    pending = [bindparam(f"p{i}", type_=String()) for i in range(levels)]
-    parts = []
-    for i in range(count):
-        earlier = (
-            select(t.delivery.c.id)
-            .where(
-                t.delivery.c.recipient_id == bindparam(f"r{i}"),
-                # Earlier than the new delivery, which is already in the table.
-                t.delivery.c.seq < bindparam(f"s{i}", type_=Integer()),
-                t.delivery.c.level.in_(pending),
-                t.delivery.c.created_at >= bindparam("since", type_=t.UTCDateTime()),
-            )
-            .order_by(t.delivery.c.seq.desc())
-            .limit(bindparam("limit", type_=Integer()))
-            .subquery(f"e{i}")
-        )
-        parts.append(select(bindparam(f"d{i}", type_=String()), earlier.c.id))
-    rows = parts[0] if count == 1 else union_all(*parts)
-    return t.outstanding.insert().from_select(["delivery_id", "listed_delivery_id"], rows)
+def _list_outstanding_statement(count: int, levels: int) -> str:
+    # The pending levels are separate parameters; only numbered placeholders
+    # are put into the SQL.
+    pending = ", ".join(f":p{i}" for i in range(levels)) or "NULL"
+    parts = [
+        f"SELECT :d{i}, e{i}.id FROM ("  # noqa: S608 - placeholders only
+        f"SELECT id FROM delivery WHERE recipient_id = :r{i} "
+        # Earlier than the new delivery, which is already in the table.
+        f"AND seq < :s{i} AND level IN ({pending}) AND created_at >= :since "
+        f"ORDER BY seq DESC LIMIT :limit) AS e{i}"
+        for i in range(count)
+    ]
+    return "INSERT INTO outstanding (delivery_id, listed_delivery_id) " + " UNION ALL ".join(parts)
+
+
+# Built once, so that SQLAlchemy finds them in its cache without rebuilding them.
+_EARLIER_NOTIFICATION = (
+    select(
+        t.notification.c.id,
+        t.notification.c.cls,
+        t.notification.c.subject,
+        t.notification.c.text,
+        t.notification.c.html,
+        t.topic.c.key,
+    )
+    .join(t.topic, t.topic.c.id == t.notification.c.topic_id)
+    .where(t.notification.c.idempotency_key == bindparam("idempotency_key"))
+)
+# The originals only: escalation resends are deliveries of the same notification.
+_EARLIER_DELIVERIES = (
+    select(
+        t.delivery.c.id,
+        t.delivery.c.token,
+        t.delivery.c.seq,
+        t.delivery.c.to_header,
+        t.recipient.c.address,
+    )
+    .join(t.recipient, t.recipient.c.id == t.delivery.c.recipient_id)
+    .where(
+        t.delivery.c.notification_id == bindparam("notification_id"),
+        t.delivery.c.resend_of.is_(None),
+    )
+    .order_by(t.delivery.c.id)
+)
 
 
 def _by_idempotency_key(conn: Connection, request: NotifyRequest) -> NotifyResult | None:
@@ -412,32 +537,11 @@ def _by_idempotency_key(conn: Connection, request: NotifyRequest) -> NotifyResul
     given, in any order.
     """
     earlier = conn.execute(
-        select(
-            t.notification.c.id,
-            t.notification.c.cls,
-            t.notification.c.subject,
-            t.notification.c.text,
-            t.notification.c.html,
-            t.topic.c.key,
-        )
-        .join(t.topic, t.topic.c.id == t.notification.c.topic_id)
-        .where(t.notification.c.idempotency_key == request.idempotency_key)
+        _EARLIER_NOTIFICATION, {"idempotency_key": request.idempotency_key}
     ).first()
     if earlier is None:
         return None
-    # The originals only: escalation resends are deliveries of the same notification.
-    rows = conn.execute(
-        select(
-            t.delivery.c.id,
-            t.delivery.c.token,
-            t.delivery.c.seq,
-            t.delivery.c.to_header,
-            t.recipient.c.address,
-        )
-        .join(t.recipient, t.recipient.c.id == t.delivery.c.recipient_id)
-        .where(t.delivery.c.notification_id == earlier.id, t.delivery.c.resend_of.is_(None))
-        .order_by(t.delivery.c.id)
-    ).all()
+    rows = conn.execute(_EARLIER_DELIVERIES, {"notification_id": earlier.id}).all()
     same = (
         (earlier.key, earlier.cls, earlier.subject, earlier.text, earlier.html)
         == (request.topic, request.cls, request.subject, request.text, request.html)
@@ -487,7 +591,7 @@ def append_evidence(conn: Connection, items: Sequence[NewEvidence], *, now: date
     known: set[str] = set()
     for chunk in _chunks(keys, 500):
         ids = id_list(conn.dialect.name, chunk)
-        known.update(conn.execute(sql.known_keys, {"keys": ids}).scalars())
+        known.update(conn.execute(sql.known_keys, {"keys": ids}).scalars().all())
     fresh = {row["dedupe_key"]: row for row in rows if row["dedupe_key"] not in known}
     if fresh:
         # ON CONFLICT still guards against a concurrent writer of the same event.
@@ -505,7 +609,7 @@ def refold(conn: Connection, delivery_ids: Iterable[str], *, now: datetime) -> N
     facts: dict[str, list[Fact]] = defaultdict(list)
     for chunk in _chunks(ids, 500):
         listed = id_list(conn.dialect.name, chunk)
-        for delivery_id, level, outcome in conn.execute(sql.facts, {"ids": listed}):
+        for delivery_id, level, outcome in conn.execute(sql.facts, {"ids": listed}).all():
             facts[delivery_id].append(
                 Fact(Level(level) if level else None, Outcome(outcome) if outcome else None)
             )
@@ -527,6 +631,9 @@ def refold(conn: Connection, delivery_ids: Iterable[str], *, now: datetime) -> N
                     "updated_at": now,
                 },
             )
+    if sql.set_due is not None:
+        for chunk in _chunks(ids, 500):
+            conn.execute(sql.set_due, {"ids": id_list(conn.dialect.name, chunk), "due_at": now})
 
 
 def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:

@@ -3,6 +3,7 @@ that depend on configuration (which policy, which deadline, suppression)."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -12,7 +13,6 @@ from landed.compose.request import NotifyRequest
 from landed.domain import EvidenceSource, Level, Outcome
 from landed.domain.policy import Policy, choose
 from landed.store import tables as t
-from landed.store.alerts import suppressed
 from landed.store.ledger import Assignment, NewEvidence, NotifyResult, append_evidence, notify
 from landed.tokens import Keyring
 
@@ -37,9 +37,10 @@ def record_notification(
     silently skipped.
     """
     assign: dict[str, Assignment] = {}
+    configured = tuple(policies)
     for mailbox in request.to:
         address = mailbox.normalized()
-        policy = choose(policies, request.cls, address)
+        policy = _choose(configured, request.cls, address)
         assign[address] = Assignment(policy.name, policy.required, now + policy.deadline)
     result = notify(
         conn,
@@ -55,7 +56,9 @@ def record_notification(
     )
     if not result.created:
         return result
-    blocked = suppressed(conn, [d.recipient for d in result.deliveries], now)
+    # notify read the suppression list in the same statement that counted the
+    # recipients' sequence numbers (as ``store.alerts.suppressed`` asks it).
+    blocked = result.suppressed
     if blocked:
         held = [d for d in result.deliveries if d.recipient in blocked]
         conn.execute(
@@ -77,3 +80,17 @@ def record_notification(
             now=now,
         )
     return result
+
+
+@functools.lru_cache(maxsize=4096)
+def _remembered_choice(policies: tuple[Policy, ...], cls: str, address: str) -> Policy:
+    return choose(policies, cls, address)
+
+
+def _choose(policies: tuple[Policy, ...], cls: str, address: str) -> Policy:
+    """``choose``, remembered: the same policies are asked about the same class and
+    recipients again and again, and matching the patterns costs more than the lookup."""
+    try:
+        return _remembered_choice(policies, cls, address)
+    except TypeError:  # a policy built with lists instead of tuples: not hashable
+        return choose(policies, cls, address)

@@ -72,10 +72,12 @@ def add_delivery(
             policy=policy,
             required=required,
             deadline_at=deadline_at,
-            due_at=deadline_at,
             resend_of=of,
         )
     )
+    if deadline_at is not None:
+        # The reconciler first looks at it at its deadline.
+        conn.execute(t.delivery_due.insert().values(delivery_id=delivery_id, due_at=deadline_at))
     conn.execute(
         t.outbox.insert().values(
             delivery_id=delivery_id, available_at=now, attempts=0, created_at=now

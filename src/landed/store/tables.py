@@ -138,15 +138,30 @@ class Delivery(Base):
     policy: Mapped[str | None] = mapped_column(String(64), nullable=True)
     required: Mapped[str | None] = mapped_column(String(16), nullable=True)
     deadline_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
-    #: When the reconciler must look at this delivery next; NULL when nothing is
-    #: pending. Indexed: a tick reads only what is due, never the whole ledger.
-    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True, index=True)
     #: The delivery this one re-sends (escalation step "resend" or "fallback").
     resend_of: Mapped[str | None] = mapped_column(
         ForeignKey("delivery.id"), nullable=True, index=True
     )
     #: The route that carried (or is carrying) it: ``relay``, ``mx``, ``ses``...
     route: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class DeliveryDue(Base):
+    """When the reconciler must look at a delivery next; no row when nothing is pending.
+
+    Indexed by time, so that a tick reads only what is due, never the whole
+    ledger. A table of its own rather than a column of ``delivery``: every tick
+    re-schedules or closes a thousand deliveries, and on PostgreSQL changing an
+    indexed column of the wide delivery row writes a new entry in every one of
+    its indexes; here closing is a DELETE and re-scheduling rewrites a
+    two-column row.
+    """
+
+    __tablename__ = "delivery_due"
+    # SQLite: the primary key is the table itself, not a second B-tree beside it.
+    __table_args__ = ({"sqlite_with_rowid": False},)
+    delivery_id: Mapped[str] = mapped_column(ForeignKey("delivery.id"), primary_key=True)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
 
 
 class Alert(Base):
@@ -392,6 +407,7 @@ topic = cast(Table, Topic.__table__)
 recipient = cast(Table, Recipient.__table__)
 notification = cast(Table, Notification.__table__)
 delivery = cast(Table, Delivery.__table__)
+delivery_due = cast(Table, DeliveryDue.__table__)
 outstanding = cast(Table, Outstanding.__table__)
 evidence = cast(Table, Evidence.__table__)
 outbox = cast(Table, Outbox.__table__)
