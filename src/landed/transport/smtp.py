@@ -298,13 +298,7 @@ class SMTPRelay:
         if opened is None or item is None:
             return results, None, following
         try:
-            code, text = self._mail_reply(conn, lambda: _exchange_reply(conn), True, opened.dsn)
-            if not 200 <= code < 300:
-                self._drain(conn, Stage.MAIL, code, text, replies=2)
-            code, text = _exchange(Stage.RCPT, conn.getreply)
-            if not 200 <= code < 300:
-                self._drain(conn, Stage.RCPT, code, text, replies=1)
-            code, text = _exchange(Stage.DATA, conn.getreply)
+            code, text = self._group_replies(conn, conn.getreply, reused=True, dsn=opened.dsn)
             if code != 354:
                 self._refuse(Stage.DATA, code, text)
         except _Retry:
@@ -385,13 +379,9 @@ class SMTPRelay:
                 # replies are read afterwards: two round trips per message
                 # instead of four. The body must wait for the 354.
                 group = mail_line + rcpt_line + b"DATA\r\n"
-                code, text = self._mail_reply(conn, lambda: _command(conn, group), reused, dsn)
-                if not 200 <= code < 300:
-                    self._drain(conn, Stage.MAIL, code, text, replies=2)
-                code, text = _exchange(Stage.RCPT, conn.getreply)
-                if not 200 <= code < 300:
-                    self._drain(conn, Stage.RCPT, code, text, replies=1)
-                code, text = _exchange(Stage.DATA, conn.getreply)
+                code, text = self._group_replies(
+                    conn, lambda: _command(conn, group), reused=reused, dsn=dsn
+                )
             else:
                 code, text = self._mail_reply(conn, lambda: _command(conn, mail_line), reused, dsn)
                 self._expect(Stage.MAIL, code, text)
@@ -434,6 +424,28 @@ class SMTPRelay:
         mail_line = _command_line("MAIL FROM:", envelope.mail_from, mail_options, encoding)
         rcpt_line = _command_line("RCPT TO:", envelope.rcpt_to, rcpt_options, encoding)
         return mail_line, rcpt_line, dsn
+
+    def _group_replies(
+        self,
+        conn: smtplib.SMTP,
+        call: Callable[[], tuple[int, bytes]],
+        *,
+        reused: bool,
+        dsn: bool,
+    ) -> tuple[int, str]:
+        """The replies to a pipelined MAIL, RCPT, DATA group: the reply to DATA.
+
+        ``call`` writes what is still to be written, if anything, and reads the
+        reply to MAIL. A refused MAIL or RCPT ends the attempt (``_Stop``) once
+        the replies still owed are read (``_drain``).
+        """
+        code, text = self._mail_reply(conn, call, reused, dsn)
+        if not 200 <= code < 300:
+            self._drain(conn, Stage.MAIL, code, text, replies=2)
+        code, text = _exchange(Stage.RCPT, conn.getreply)
+        if not 200 <= code < 300:
+            self._drain(conn, Stage.RCPT, code, text, replies=1)
+        return _exchange(Stage.DATA, conn.getreply)
 
     def _mail_reply(
         self, conn: smtplib.SMTP, call: Callable[[], tuple[int, bytes]], reused: bool, dsn: bool
@@ -731,10 +743,6 @@ def _next_item(items: Iterator[tuple[Envelope, bytes]]) -> tuple[Envelope, bytes
     _check_address(envelope.mail_from, "sender")
     _check_address(envelope.rcpt_to, "recipient")
     return envelope, _wire_body(message)
-
-
-def _exchange_reply(conn: smtplib.SMTP) -> tuple[int, bytes]:
-    return conn.getreply()
 
 
 def _command_line(verb: str, address: str, options: list[str], encoding: str) -> bytes:
