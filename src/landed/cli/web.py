@@ -3,20 +3,11 @@
 from __future__ import annotations
 
 import threading
-from typing import Any
 
 import click
 from rich.table import Table
 
-from landed.cli.base import cli, emit_json, load, out, setup_logging, stop_on_signals
-
-
-def _database() -> Any:
-    from landed.store import Database
-
-    database = Database(load().database_url)
-    database.check_current()
-    return database
+from landed.cli.base import cli, emit_json, open_ledger, out, setup_logging, stop_on_signals
 
 
 @cli.command()
@@ -31,20 +22,14 @@ def api(ctx: click.Context, listen: str | None) -> None:
     requests in flight have finished.
     """
     from landed.api.server import ApiServer
-    from landed.store import Database
 
     if not ctx.obj.get("log_level"):
         setup_logging("info")
-    settings = load()
-    database = Database(settings.database_url)
-    database.check_current()
-    server = ApiServer(settings, listen=listen, db=database)
-    stop = threading.Event()
-    stop_on_signals(stop)
-    try:
+    with open_ledger() as (settings, database):
+        server = ApiServer(settings, listen=listen, db=database)
+        stop = threading.Event()
+        stop_on_signals(stop)
         server.serve_until(stop)
-    finally:
-        database.dispose()
 
 
 @cli.group("tokens")
@@ -60,7 +45,7 @@ def token_create(name: str, as_json: bool) -> None:
     from landed.clock import SystemClock
     from landed.store.apitokens import create_token
 
-    with _database().write() as conn:
+    with open_ledger() as (_, database), database.write() as conn:
         made = create_token(conn, name, now=SystemClock().now())
     if as_json:
         emit_json(
@@ -87,7 +72,7 @@ def token_list(as_json: bool, active: bool) -> None:
     """API tokens: name, prefix, when made, last used and revoked (never the token)."""
     from landed.store.apitokens import list_tokens
 
-    with _database().read() as conn:
+    with open_ledger() as (_, database), database.read() as conn:
         found = list_tokens(conn, include_revoked=not active)
     if as_json:
         for view in found:
@@ -114,7 +99,7 @@ def token_revoke(name: str) -> None:
     from landed.clock import SystemClock
     from landed.store.apitokens import revoke_token
 
-    with _database().write() as conn:
+    with open_ledger() as (_, database), database.write() as conn:
         revoke_token(conn, name, now=SystemClock().now())
     out.print(f"API token {name!r} revoked")
 
