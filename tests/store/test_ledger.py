@@ -167,6 +167,48 @@ def test_evidence_is_stored_once_and_folded(database: Database, clock: FixedCloc
     assert view.evidence[0].observed_at == clock.now()
 
 
+def test_the_route_is_set_with_the_verdict_and_kept_by_later_evidence(
+    database: Database, clock: FixedClock
+) -> None:
+    """A settle's route goes in with the refold's UPDATE (with or without evidence
+    of its own), and evidence refolded later without a route leaves it as it is."""
+    a, b = record(database, clock, ["a@corp.test", "b@corp.test"]).deliveries
+    sent = NewEvidence(
+        delivery_id=a.delivery_id,
+        source=EvidenceSource.SMTP_REPLY,
+        level=Level.SUBMITTED,
+        observed_at=clock.now(),
+        raw=b"250 ok",
+    )
+    with database.write() as conn:
+        append_evidence(
+            conn, [sent], now=clock.now(), routes={a.delivery_id: "relay", b.delivery_id: "mx"}
+        )
+        append_evidence(conn, [], now=clock.now(), routes={})  # nothing to do
+
+    def routes() -> dict[str, tuple[str | None, str]]:
+        with database.read() as conn:
+            rows = conn.execute(select(t.delivery.c.id, t.delivery.c.route, t.delivery.c.level))
+            return {r.id: (r.route, r.level) for r in rows}
+
+    assert routes() == {a.delivery_id: ("relay", "submitted"), b.delivery_id: ("mx", "queued")}
+    with database.write() as conn:
+        append_evidence(
+            conn,
+            [
+                NewEvidence(
+                    delivery_id=a.delivery_id,
+                    source=EvidenceSource.DSN,
+                    level=Level.DELIVERED,
+                    observed_at=clock.now(),
+                    raw=b"Action: delivered",
+                )
+            ],
+            now=clock.now(),
+        )
+    assert routes()[a.delivery_id] == ("relay", "delivered")
+
+
 def test_raw_bytes_are_kept_exactly(database: Database, clock: FixedClock) -> None:
     d = record(database, clock, ["a@corp.test"]).deliveries[0]
     raw = bytes(range(256)) * 4

@@ -199,11 +199,10 @@ def test_concurrent_notifies_to_the_same_people(database: Database, clock: Fixed
                 t.recipient, t.recipient.c.id == t.delivery.c.recipient_id
             )
         ).all()
-        listed: dict[str, set[str]] = defaultdict(set)
-        for delivery_id, listed_id in conn.execute(
-            select(t.outstanding.c.delivery_id, t.outstanding.c.listed_delivery_id)
-        ):
-            listed[delivery_id].add(listed_id)
+        listed = {
+            delivery_id: set((listing or "").split())
+            for delivery_id, listing in conn.execute(select(t.delivery.c.id, t.delivery.c.listed))
+        }
         topics = conn.execute(select(t.topic.c.key)).scalars().all()
         queued = set(conn.execute(select(t.outbox.c.delivery_id)).scalars())
         last_seq = dict(

@@ -31,16 +31,10 @@ def acknowledge(
 ) -> list[str]:
     """Record ``acknowledged`` for a delivery (and, cumulatively, for what its email
     listed as outstanding); return every delivery id confirmed."""
-    seq = conn.execute(select(t.delivery.c.seq).where(t.delivery.c.id == delivery_id)).scalar_one()
-    listed: list[str] = []
-    if cumulative:
-        listed = list(
-            conn.execute(
-                select(t.outstanding.c.listed_delivery_id).where(
-                    t.outstanding.c.delivery_id == delivery_id
-                )
-            ).scalars()
-        )
+    seq, listing = conn.execute(
+        select(t.delivery.c.seq, t.delivery.c.listed).where(t.delivery.c.id == delivery_id)
+    ).one()
+    listed: list[str] = listing.split() if cumulative and listing else []
     items = [
         NewEvidence(
             delivery_id=delivery_id,

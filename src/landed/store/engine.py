@@ -41,7 +41,7 @@ BUSY_TIMEOUT_SECONDS = 30.0
 #: The longest pause between two tries of ``BEGIN IMMEDIATE``.
 _BEGIN_MAX_PAUSE = 0.001
 #: The newest migration; bump it with each new migration (tests check it is Alembic's head).
-SCHEMA_REVISION = "0006"
+SCHEMA_REVISION = "0007"
 
 
 def _is_missing_table(exc: Exception) -> bool:

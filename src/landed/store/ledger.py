@@ -24,6 +24,7 @@ from sqlalchemy import (
     Table,
     TextClause,
     bindparam,
+    func,
     select,
     text,
     update,
@@ -109,7 +110,8 @@ class _EvidenceStatements:
 
     known_keys: Select[tuple[str]]
     facts: Select[tuple[str, str | None, str | None]]
-    #: The verdict of the deliveries in ``ids``; on PostgreSQL it also makes them due.
+    #: The verdict of the deliveries in ``ids`` and, unless ``route`` is NULL, the
+    #: route they went out by; on PostgreSQL it also makes them due.
     set_verdict: Executable
     #: SQLite only: makes the deliveries in ``ids`` due at ``due_at``.
     set_due: Executable | None
@@ -122,7 +124,7 @@ class _EvidenceStatements:
 # writes are one statement there, so a batch still costs one round trip per verdict.
 _SET_VERDICT_AND_DUE = (
     "WITH changed AS (UPDATE delivery SET level = :level, outcome = :outcome, "
-    "updated_at = :updated_at "
+    "updated_at = :updated_at, route = COALESCE(:route, route) "
     # A semi-join with the list: see ``store.idlists.one_of``.
     "WHERE delivery.id IN (SELECT unnest(string_to_array(:ids, ','))) "
     "RETURNING delivery.id) "
@@ -149,7 +151,12 @@ def _evidence_statements(dialect: str) -> _EvidenceStatements:
         set_verdict = (
             update(d)
             .where(one_of(dialect, d.c.id, "ids"))
-            .values(level=bindparam("level"), outcome=bindparam("outcome"), updated_at=stamp)
+            .values(
+                level=bindparam("level"),
+                outcome=bindparam("outcome"),
+                updated_at=stamp,
+                route=func.coalesce(bindparam("route", type_=d.c.route.type), d.c.route),
+            )
         )
         set_due = text(_SET_DUE).bindparams(bindparam("due_at", type_=t.UTCDateTime()))
     return _EvidenceStatements(
@@ -368,16 +375,18 @@ def notify(
                 row[column] = bind(value)
         delivery_rows.append(row)
         created.append(CreatedDelivery(delivery_id, token, address, seq, ref))
-    insert_deliveries = _insert_delivery_statement(tuple(delivery_rows[0]))
-    conn.exec_driver_sql(_driver_sql(dialect, insert_deliveries), delivery_rows)
+    columns = tuple(delivery_rows[0])
+    pending = [level.value for level in Level if level.rank < outstanding_below.rank]
     if outstanding_limit:
-        _list_outstanding(
-            conn,
-            [(d.delivery_id, *counters[d.recipient][:2]) for d in created],
-            pending=[level.value for level in Level if level.rank < outstanding_below.rank],
-            since=bind(now - timedelta(days=outstanding_days)),
-            limit=outstanding_limit,
-        )
+        since = bind(now - timedelta(days=outstanding_days))
+        listing: dict[str, object] = {"since": since, "limit": outstanding_limit}
+        listing.update({f"p{i}": level for i, level in enumerate(pending)})
+        for row in delivery_rows:
+            row.update(listing)
+    insert_deliveries = _insert_delivery_statement(
+        dialect, columns, len(pending) if outstanding_limit else None
+    )
+    conn.exec_driver_sql(insert_deliveries, delivery_rows)
     conn.exec_driver_sql(
         _driver_sql(dialect, _QUEUE_NOTIFICATION),
         {"notification_id": notification_id, "now": now_value},
@@ -393,11 +402,30 @@ def notify(
 
 
 @functools.cache
-def _insert_delivery_statement(columns: tuple[str, ...]) -> str:
-    """``INSERT INTO delivery`` of these columns: those of notify's delivery rows."""
+def _insert_delivery_statement(dialect: str, columns: tuple[str, ...], pending: int | None) -> str:
+    """``INSERT INTO delivery`` of these columns (those of notify's delivery rows),
+    in the driver's syntax.
+
+    With ``pending`` (how many levels count as unconfirmed, bound as ``:p0``...)
+    the row's ``listed`` column is filled by the same statement: the ids of the
+    recipient's ``:limit`` most recent earlier deliveries still below the
+    outstanding level and created since ``:since``. The subquery walks the
+    ``(recipient_id, seq)`` index for this one recipient, however long its
+    history; the ids never travel to Python and back.
+    """
     names = ", ".join(columns)
     values = ", ".join(f":{column}" for column in columns)
-    return f"INSERT INTO delivery ({names}) VALUES ({values})"  # noqa: S608 - column names only
+    if pending is not None:
+        levels = ", ".join(f":p{i}" for i in range(pending)) or "NULL"
+        concat = "string_agg(id, ' ')" if dialect == "postgresql" else "group_concat(id, ' ')"
+        names += ", listed"
+        values += (
+            f", (SELECT {concat} FROM (SELECT id FROM delivery "  # noqa: S608
+            f"WHERE recipient_id = :recipient_id AND seq < :seq AND level IN ({levels}) "
+            "AND created_at >= :since ORDER BY seq DESC LIMIT :limit) AS earlier)"
+        )
+    # Column names and placeholders only; every value is bound.
+    return _driver_sql(dialect, f"INSERT INTO delivery ({names}) VALUES ({values})")  # noqa: S608
 
 
 def _to_header(mailbox: Mailbox) -> str:
@@ -451,50 +479,6 @@ def _next_seq_statement(count: int) -> str:
         "WHERE suppression.address = recipient.address "
         "AND (suppression.expires_at IS NULL OR suppression.expires_at > :now))"
     )
-
-
-def _list_outstanding(
-    conn: Connection,
-    new: Sequence[tuple[str, int, int]],
-    *,
-    pending: Sequence[str],
-    since: object,
-    limit: int,
-) -> None:
-    """Record which earlier deliveries each new delivery's email lists as outstanding.
-
-    ``new`` holds (delivery id, recipient id, its sequence number): each
-    recipient's ``limit`` most recent earlier deliveries still below the
-    outstanding level are listed. One ``INSERT ... SELECT`` per batch of
-    recipients, each part of it using the ``(recipient_id, seq)`` index for one
-    recipient, however long that recipient's history is; the ids never travel
-    to Python and back. ``since`` is as the driver takes it.
-    """
-    dialect = conn.dialect.name
-    for start in range(0, len(new), _BATCH):
-        chunk = new[start : start + _BATCH]
-        params: dict[str, object] = {"since": since, "limit": limit}
-        params.update({f"p{i}": level for i, level in enumerate(pending)})
-        for i, (delivery_id, recipient_id, seq) in enumerate(chunk):
-            params.update({f"d{i}": delivery_id, f"r{i}": recipient_id, f"s{i}": seq})
-        sql = _driver_sql(dialect, _list_outstanding_statement(len(chunk), len(pending)))
-        conn.exec_driver_sql(sql, params)
-
-
-@functools.cache
-def _list_outstanding_statement(count: int, levels: int) -> str:
-    # The pending levels are separate parameters; only numbered placeholders
-    # are put into the SQL.
-    pending = ", ".join(f":p{i}" for i in range(levels)) or "NULL"
-    parts = [
-        f"SELECT :d{i}, e{i}.id FROM ("  # noqa: S608 - placeholders only
-        f"SELECT id FROM delivery WHERE recipient_id = :r{i} "
-        # Earlier than the new delivery, which is already in the table.
-        f"AND seq < :s{i} AND level IN ({pending}) AND created_at >= :since "
-        f"ORDER BY seq DESC LIMIT :limit) AS e{i}"
-        for i in range(count)
-    ]
-    return "INSERT INTO outstanding (delivery_id, listed_delivery_id) " + " UNION ALL ".join(parts)
 
 
 # Built once, so that SQLAlchemy finds them in its cache without rebuilding them.
@@ -558,12 +542,20 @@ def _by_idempotency_key(conn: Connection, request: NotifyRequest) -> NotifyResul
     return NotifyResult(earlier.id, deliveries, False)
 
 
-def append_evidence(conn: Connection, items: Sequence[NewEvidence], *, now: datetime) -> int:
+def append_evidence(
+    conn: Connection,
+    items: Sequence[NewEvidence],
+    *,
+    now: datetime,
+    routes: Mapping[str, str] | None = None,
+) -> int:
     """Append evidence (duplicates ignored) and refold the deliveries it touches.
 
-    Returns how many rows were new.
+    ``routes`` records, by delivery id, the route a delivery went out by (the
+    sender's settle): written by the refold's own UPDATE rather than by a second
+    one of the same rows. Returns how many rows were new.
     """
-    if not items:
+    if not items and not routes:
         return 0
     keys = [item.key() for item in items]
     rows = [
@@ -596,12 +588,20 @@ def append_evidence(conn: Connection, items: Sequence[NewEvidence], *, now: date
     if fresh:
         # ON CONFLICT still guards against a concurrent writer of the same event.
         conn.execute(_insert_evidence_statement(tuple(rows[0])), list(fresh.values()))
-    refold(conn, {item.delivery_id for item in items if item.delivery_id}, now=now)
+    touched = {item.delivery_id for item in items if item.delivery_id}
+    refold(conn, touched.union(routes or ()), now=now, routes=routes)
     return len(fresh)
 
 
-def refold(conn: Connection, delivery_ids: Iterable[str], *, now: datetime) -> None:
-    """Recompute the cached level and outcome of deliveries from all their evidence."""
+def refold(
+    conn: Connection,
+    delivery_ids: Iterable[str],
+    *,
+    now: datetime,
+    routes: Mapping[str, str] | None = None,
+) -> None:
+    """Recompute the cached level and outcome of deliveries from all their evidence
+    (and set the route of those in ``routes``)."""
     ids = sorted(set(delivery_ids))
     if not ids:
         return
@@ -613,14 +613,15 @@ def refold(conn: Connection, delivery_ids: Iterable[str], *, now: datetime) -> N
             facts[delivery_id].append(
                 Fact(Level(level) if level else None, Outcome(outcome) if outcome else None)
             )
-    # One UPDATE per distinct verdict (a batch of sends usually has one or two)
-    # rather than one per delivery.
-    by_verdict: dict[tuple[str, str | None], list[str]] = defaultdict(list)
+    # One UPDATE per distinct verdict and route (a batch of sends usually has one
+    # or two) rather than one per delivery.
+    by_verdict: dict[tuple[str, str | None, str | None], list[str]] = defaultdict(list)
     for delivery_id in ids:
         verdict = fold(facts.get(delivery_id, ()))
         outcome = verdict.outcome.value if verdict.outcome else None
-        by_verdict[(verdict.level.value, outcome)].append(delivery_id)
-    for (level, outcome), same in by_verdict.items():
+        route = routes.get(delivery_id) if routes else None
+        by_verdict[(verdict.level.value, outcome, route)].append(delivery_id)
+    for (level, outcome, route), same in by_verdict.items():
         for chunk in _chunks(same, 500):
             conn.execute(
                 sql.set_verdict,
@@ -629,6 +630,7 @@ def refold(conn: Connection, delivery_ids: Iterable[str], *, now: datetime) -> N
                     "level": level,
                     "outcome": outcome,
                     "updated_at": now,
+                    "route": route,
                 },
             )
     if sql.set_due is not None:

@@ -14,7 +14,6 @@ has a single writer; its claim runs inside ``BEGIN IMMEDIATE`` (see
 from __future__ import annotations
 
 import functools
-from collections import defaultdict
 from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -32,7 +31,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.sql.dml import ReturningUpdate, Update
+from sqlalchemy.sql.dml import ReturningUpdate
 
 from landed.compose.message import Outstanding
 from landed.store import tables as t
@@ -185,13 +184,12 @@ _JOBS = (
         t.notification.c.text,
         t.notification.c.html,
         t.notification.c.created_at,
+        t.delivery.c.listed,
     )
     .join(t.notification, t.notification.c.id == t.delivery.c.notification_id)
     .join(t.topic, t.topic.c.id == t.notification.c.topic_id)
     .join(t.recipient, t.recipient.c.id == t.delivery.c.recipient_id)
 )
-#: Which earlier deliveries each delivery's email lists.
-_LISTED = select(t.outstanding.c.delivery_id, t.outstanding.c.listed_delivery_id)
 _earlier_n = t.notification.alias("earlier_n")
 _earlier_t = t.topic.alias("earlier_t")
 #: What a listed delivery is shown with: it never changes once recorded.
@@ -213,7 +211,6 @@ class _JobStatements:
     """load_jobs' statements for one dialect, each id list one parameter."""
 
     jobs: Select[Any]
-    listed: Select[Any]
     listed_details: Select[Any]
 
 
@@ -221,7 +218,6 @@ class _JobStatements:
 def _job_statements(dialect: str) -> _JobStatements:
     return _JobStatements(
         jobs=_JOBS.where(one_of(dialect, t.delivery.c.id, "ids")),
-        listed=_LISTED.where(one_of(dialect, t.outstanding.c.delivery_id, "ids")),
         listed_details=_LISTED_DETAILS.where(one_of(dialect, t.delivery.c.id, "ids")),
     )
 
@@ -244,13 +240,13 @@ def load_jobs(
         return []
     cache: MutableMapping[str, OutstandingItem] = {} if listed_cache is None else listed_cache
     rows: dict[str, Row[Any]] = {}
-    listed: dict[str, list[str]] = defaultdict(list)
+    listed: dict[str, list[str]] = {}
     sql = _job_statements(conn.dialect.name)
     for chunk in _chunks(list(delivery_ids), 500):
-        ids = {"ids": id_list(conn.dialect.name, chunk)}
-        rows.update({row[0]: row for row in conn.execute(sql.jobs, ids)})
-        for delivery_id, listed_id in conn.execute(sql.listed, ids):
-            listed[delivery_id].append(listed_id)
+        for row in conn.execute(sql.jobs, {"ids": id_list(conn.dialect.name, chunk)}):
+            rows[row[0]] = row
+            if row.listed:
+                listed[row[0]] = row.listed.split()
     missing = sorted({i for ids in listed.values() for i in ids if i not in cache})
     for chunk in _chunks(missing, 500):
         for listed_id, seq, key, subject, created_at in conn.execute(
@@ -262,7 +258,9 @@ def load_jobs(
         found = rows.get(delivery_id)
         if found is None:
             continue
-        (_, token, seq, to_header, address, key, cls, sender, subject, text, html, created) = found
+        (_, token, seq, to_header, address, key, cls, sender, subject, text, html, created, _) = (
+            found
+        )
         items = [cache[i] for i in listed.get(delivery_id, ()) if i in cache]
         jobs.append(
             SendJob(
@@ -282,15 +280,6 @@ def load_jobs(
             )
         )
     return jobs
-
-
-@functools.cache
-def _set_route(dialect: str) -> Update:
-    return (
-        update(t.delivery)
-        .where(one_of(dialect, t.delivery.c.id, "ids"))
-        .values(route=bindparam("route"))
-    )
 
 
 @functools.cache
@@ -314,16 +303,13 @@ def settle(
     """
     if not settlements:
         return
-    append_evidence(conn, [e for s in settlements for e in s.evidence], now=now)
+    append_evidence(
+        conn,
+        [e for s in settlements for e in s.evidence],
+        now=now,
+        routes={s.delivery_id: s.route for s in settlements if s.route},
+    )
     dialect = conn.dialect.name
-    # One UPDATE per route (a batch usually went one way) rather than one per delivery.
-    routed: dict[str, list[str]] = defaultdict(list)
-    for s in settlements:
-        if s.route:
-            routed[s.route].append(s.delivery_id)
-    for route, ids in routed.items():
-        for chunk in _chunks(ids, 500):
-            conn.execute(_set_route(dialect), {"ids": id_list(dialect, chunk), "route": route})
     done = [s.delivery_id for s in settlements if s.retry_at is None]
     for chunk in _chunks(done, 500):
         conn.execute(_delete_held(dialect), {"ids": id_list(dialect, chunk), "owner": owner})

@@ -179,18 +179,19 @@ def _ack_item(r: Row[Any]) -> AckItem:
 def ack_context(conn: Connection, delivery_id: str) -> AckContext | None:
     """The delivery and the earlier notifications its email listed as outstanding."""
     own = conn.execute(
-        _ack_query(t.recipient.c.address)
+        _ack_query(t.recipient.c.address, t.delivery.c.listed)
         .join(t.recipient, t.recipient.c.id == t.delivery.c.recipient_id)
         .where(t.delivery.c.id == delivery_id)
     ).first()
     if own is None:
         return None
-    listed = conn.execute(
-        _ack_query()
-        .join(t.outstanding, t.outstanding.c.listed_delivery_id == t.delivery.c.id)
-        .where(t.outstanding.c.delivery_id == delivery_id)
-        .order_by(t.delivery.c.seq)
-    ).all()
+    listed = (
+        conn.execute(
+            _ack_query().where(t.delivery.c.id.in_(own.listed.split())).order_by(t.delivery.c.seq)
+        ).all()
+        if own.listed
+        else []
+    )
     return AckContext(_ack_item(own), own.address, tuple(_ack_item(r) for r in listed))
 
 

@@ -138,6 +138,13 @@ class Delivery(Base):
     policy: Mapped[str | None] = mapped_column(String(64), nullable=True)
     required: Mapped[str | None] = mapped_column(String(16), nullable=True)
     deadline_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    #: Which earlier deliveries this email lists as still unconfirmed: their ids,
+    #: separated by spaces (NULL or empty: none). Written with the row at notify
+    #: time and never changed, so a resend lists the same ones. A column, not a
+    #: table of pairs: about nine listed per delivery, and a row per pair with two
+    #: foreign keys was a third of PostgreSQL's work per notification
+    #: (docs/benchmarks.md, "The outstanding list in a column").
+    listed: Mapped[str | None] = mapped_column(Text, nullable=True)
     #: The delivery this one re-sends (escalation step "resend" or "fallback").
     resend_of: Mapped[str | None] = mapped_column(
         ForeignKey("delivery.id"), nullable=True, index=True
@@ -225,14 +232,6 @@ class Dispatch(Base):
     available_at: Mapped[datetime] = mapped_column(UTCDateTime())
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
-
-
-class Outstanding(Base):
-    """Which earlier deliveries were listed as unconfirmed in a delivery's email."""
-
-    __tablename__ = "outstanding"
-    delivery_id: Mapped[str] = mapped_column(ForeignKey("delivery.id"), primary_key=True)
-    listed_delivery_id: Mapped[str] = mapped_column(ForeignKey("delivery.id"), primary_key=True)
 
 
 class Evidence(Base):
@@ -408,7 +407,6 @@ recipient = cast(Table, Recipient.__table__)
 notification = cast(Table, Notification.__table__)
 delivery = cast(Table, Delivery.__table__)
 delivery_due = cast(Table, DeliveryDue.__table__)
-outstanding = cast(Table, Outstanding.__table__)
 evidence = cast(Table, Evidence.__table__)
 outbox = cast(Table, Outbox.__table__)
 inbound = cast(Table, Inbound.__table__)
