@@ -305,3 +305,33 @@ def test_evidence_levels_are_the_ladder() -> None:
         "rejected",
         "expired",
     ]
+
+
+def test_a_delivery_that_cannot_be_built_is_rejected_and_the_rest_are_sent(
+    settings: Settings, relay: TestRelay, clock: FixedClock
+) -> None:
+    """Stored data that no longer builds (here: a To header damaged in the ledger)
+    is settled ``rejected`` with the reason; the deliveries before and after it in
+    the same run are sent as usual."""
+    client, sender = make(settings, relay, clock)
+    ids = client.notify(
+        topic="INC-9",
+        cls="incident",
+        to=["a@corp.test", "b@corp.test", "c@corp.test"],
+        subject="Disk full",
+        text="db-3\n",
+    )
+    with sender.db.write() as conn:
+        conn.execute(
+            t.delivery.update().where(t.delivery.c.id == ids[1]).values(to_header="not an address")
+        )
+    assert sender.run_once() == 3
+    sender.transport.close()
+    assert sorted(r.rcpt_tos[0] for r in relay.received) == ["a@corp.test", "c@corp.test"]
+    views = {v.delivery_id: v for v in client.status(topic="INC-9")}
+    assert [views[i].level for i in ids] == ["submitted", "queued", "submitted"]
+    rejected = views[ids[1]]
+    assert rejected.outcome == "rejected" and not rejected.queued
+    (evidence,) = rejected.evidence
+    assert evidence.source == "worker"
+    assert (evidence.detail or "").startswith("cannot send: ")

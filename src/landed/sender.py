@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
+from itertools import groupby
 
 from landed.clock import Clock, SystemClock
 from landed.compose import (
@@ -89,16 +90,32 @@ class _Batch:
 
 
 @dataclass(frozen=True, slots=True)
-class _Ready:
-    """A delivery built and routed, ready for its transport."""
+class _Routed:
+    """A claimed delivery and the route and hop it goes by."""
 
     job: SendJob
     held: Claim
     route: Route
     index: int
     hop: Hop
+
+
+@dataclass(frozen=True, slots=True)
+class _Ready:
+    """A delivery routed and built, ready for its transport."""
+
+    routed: _Routed
     envelope: Envelope
     message: bytes
+
+    @property
+    def job(self) -> SendJob:
+        return self.routed.job
+
+
+def _hop_of(item: _Routed | Settlement) -> Hop | None:
+    """Consecutive deliveries through the same hop go to its transport as one run."""
+    return item.hop if isinstance(item, _Routed) else None
 
 
 def worker_name() -> str:
@@ -262,8 +279,6 @@ class Sender:
         attempts = 0
         renewed = batch.claimed_at
         unsent = {job.delivery_id: None for job in batch.jobs}  # ordered
-        queue = deque(batch.jobs)
-        carried: _Ready | None = None
 
         def done(settlement: Settlement) -> None:
             nonlocal attempts, renewed
@@ -278,34 +293,32 @@ class Sender:
         def stopped() -> bool:
             return stop is not None and stop.is_set()
 
-        while (carried is not None or queue) and not stopped():
-            first = carried if carried is not None else self._prepare(queue.popleft(), batch)
-            carried = None
-            if isinstance(first, Settlement):  # could not be built: nothing to send
-                done(first)
+        def built(
+            run: Iterator[_Routed], in_flight: deque[_Ready]
+        ) -> Iterator[tuple[Envelope, bytes]]:
+            """A run's deliveries, each built when its transport asks for it."""
+            for routed in run:
+                if stopped():
+                    return
+                ready = self._build(routed)
+                if isinstance(ready, Settlement):  # could not be built: nothing to send
+                    done(ready)
+                    continue
+                in_flight.append(ready)
+                yield ready.envelope, ready.message
+
+        routed = (self._route(job, batch) for job in batch.jobs)
+        for hop, run in groupby(routed, key=_hop_of):
+            if stopped():
+                break
+            if hop is None:  # could not be routed: nothing to send
+                for settlement in run:
+                    assert isinstance(settlement, Settlement)
+                    done(settlement)
                 continue
             in_flight: deque[_Ready] = deque()
-
-            def run(
-                head: _Ready = first, in_flight: deque[_Ready] = in_flight
-            ) -> Iterator[tuple[Envelope, bytes]]:
-                """The deliveries of one run through ``head``'s hop, built one at a time."""
-                nonlocal carried
-                ready: _Ready | Settlement = head
-                while True:
-                    if isinstance(ready, Settlement):
-                        done(ready)
-                    elif ready.hop is not head.hop:
-                        carried = ready  # starts the next run
-                        return
-                    else:
-                        in_flight.append(ready)
-                        yield ready.envelope, ready.message
-                    if not queue or stopped():
-                        return
-                    ready = self._prepare(queue.popleft(), batch)
-
-            for result in send_all(first.hop.transport, run()):
+            sendable = (r for r in run if isinstance(r, _Routed))
+            for result in send_all(hop.transport, built(sendable, in_flight)):
                 ready = in_flight.popleft()
                 if self.on_result is not None:
                     self.on_result(ready.job.delivery_id, result)
@@ -327,36 +340,45 @@ class Sender:
             if release_ids:
                 release(conn, owner=self.owner, delivery_ids=release_ids, now=now)
 
-    def _prepare(self, job: SendJob, batch: _Batch) -> _Ready | Settlement:
-        """A delivery's bytes, envelope, route and hop; if it cannot be built, its settlement."""
+    def _route(self, job: SendJob, batch: _Batch) -> _Routed | Settlement:
+        """The route and hop a delivery goes by; if there is none, its settlement."""
         held = batch.claims[job.delivery_id]
-        router = self.transport
         try:
-            message, envelope = self.build(job)
-            route = router.choose(job.cls, job.recipient)
-            index, hop = router.hop(route, held.route_index)
-            message = router.prepare(hop, message)
+            route = self.transport.choose(job.cls, job.recipient)
+            index, hop = self.transport.hop(route, held.route_index)
         except LandedError as exc:
-            # Stored data that cannot be sent (it was validated at notify time, so
-            # this means a changed configuration), no route for it, or a message
-            # the DKIM signer refuses: a clear outcome, not a crash loop.
-            now = self.clock.now()
-            attempt = held.attempts + 1
-            return Settlement(
-                job.delivery_id,
-                (
-                    NewEvidence(
-                        delivery_id=job.delivery_id,
-                        source=EvidenceSource.WORKER,
-                        outcome=Outcome.REJECTED,
-                        observed_at=now,
-                        detail=f"cannot send: {exc}",
-                        raw=str(exc).encode(),
-                        dedupe_key=f"build\0{job.delivery_id}\0{self.owner}\0{attempt}",
-                    ),
+            return self._cannot_send(job, held, exc)
+        return _Routed(job, held, route, index, hop)
+
+    def _build(self, routed: _Routed) -> _Ready | Settlement:
+        """A routed delivery's bytes and envelope; if it cannot be built, its settlement."""
+        try:
+            message, envelope = self.build(routed.job)
+            message = self.transport.prepare(routed.hop, message)
+        except LandedError as exc:
+            return self._cannot_send(routed.job, routed.held, exc)
+        return _Ready(routed, envelope, message)
+
+    def _cannot_send(self, job: SendJob, held: Claim, exc: LandedError) -> Settlement:
+        # Stored data that cannot be sent (it was validated at notify time, so
+        # this means a changed configuration), no route for it, or a message the
+        # DKIM signer refuses: a clear outcome, not a crash loop.
+        now = self.clock.now()
+        attempt = held.attempts + 1
+        return Settlement(
+            job.delivery_id,
+            (
+                NewEvidence(
+                    delivery_id=job.delivery_id,
+                    source=EvidenceSource.WORKER,
+                    outcome=Outcome.REJECTED,
+                    observed_at=now,
+                    detail=f"cannot send: {exc}",
+                    raw=str(exc).encode(),
+                    dedupe_key=f"build\0{job.delivery_id}\0{self.owner}\0{attempt}",
                 ),
-            )
-        return _Ready(job, held, route, index, hop, envelope, message)
+            ),
+        )
 
     def build(self, job: SendJob) -> tuple[bytes, Envelope]:
         """The message bytes and envelope of a delivery, the same on every attempt."""
@@ -404,7 +426,14 @@ class Sender:
         )
 
     def _settlement(self, ready: _Ready, result: SendResult) -> Settlement:
-        job, held, route, index, hop = ready.job, ready.held, ready.route, ready.index, ready.hop
+        routed = ready.routed
+        job, held, route, index, hop = (
+            routed.job,
+            routed.held,
+            routed.route,
+            routed.index,
+            routed.hop,
+        )
         attempt = held.attempts + 1
         now = self.clock.now()
         reply = result.reply
