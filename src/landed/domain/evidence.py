@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from landed.domain.enums import Level, Outcome
 
 _FINAL_SEVERITY = (Outcome.SUPPRESSED, Outcome.REJECTED, Outcome.BOUNCED, Outcome.COMPLAINED)
+#: The ladder by rank (iterating the enum anew for each fold was most of its cost).
+_LEVELS = tuple(Level)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,8 +82,7 @@ def fold(facts: Iterable[Fact]) -> Verdict:
     summary = _Summary()
     for fact in facts:
         summary = summary.join(_summarize(fact))
-    levels = list(Level)
-    level = levels[summary.level]
+    level = _LEVELS[summary.level]
     if summary.final >= 0:
         return Verdict(level, _FINAL_SEVERITY[summary.final])
     # Expired outranks deferred: it is the later, more serious state of the same trouble.

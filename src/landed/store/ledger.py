@@ -22,7 +22,6 @@ from sqlalchemy import (
     Executable,
     Select,
     Table,
-    TextClause,
     bindparam,
     func,
     select,
@@ -170,18 +169,16 @@ def _evidence_statements(dialect: str) -> _EvidenceStatements:
 
 
 @functools.cache
-def _insert_evidence_statement(columns: tuple[str, ...]) -> TextClause:
-    """``INSERT INTO evidence ... ON CONFLICT (dedupe_key) DO NOTHING`` for these columns.
-
-    Text, the same on SQLite and PostgreSQL, because SQLAlchemy recompiles its
-    ``on_conflict_do_nothing()`` constructs on every execution.
-    """
+def _insert_evidence_sql(dialect: str, columns: tuple[str, ...]) -> str:
+    """``INSERT INTO evidence ... ON CONFLICT (dedupe_key) DO NOTHING`` for these
+    columns, in the driver's syntax."""
     names = ", ".join(columns)
     values = ", ".join(f":{name}" for name in columns)
-    return text(
+    return _driver_sql(
+        dialect,
         f"INSERT INTO evidence ({names}) VALUES ({values}) "  # noqa: S608 - column names only
-        "ON CONFLICT (dedupe_key) DO NOTHING"
-    ).bindparams(*(bindparam(name, type_=t.evidence.c[name].type) for name in columns))
+        "ON CONFLICT (dedupe_key) DO NOTHING",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -557,6 +554,20 @@ def append_evidence(
     """
     if not items and not routes:
         return 0
+    dialect = conn.dialect.name
+    # Rows as the driver takes them (see notify): datetimes converted by the
+    # column type's own processor, once per distinct value (a batch of sends
+    # shares a few), and the INSERT run through ``exec_driver_sql``. The
+    # compiled path processed every parameter of every row, inside the write
+    # transaction; on SQLite that is time the single write lock is held.
+    stamp = _datetime_binder(conn.dialect)
+    converted: dict[datetime, object] = {now: stamp(now)}
+
+    def bind(value: datetime) -> object:
+        if value not in converted:
+            converted[value] = stamp(value)
+        return converted[value]
+
     keys = [item.key() for item in items]
     rows = [
         {
@@ -572,22 +583,22 @@ def append_evidence(
             "parser": item.parser,
             "reason": item.reason,
             "hard": item.hard,
-            "observed_at": item.observed_at,
-            "recorded_at": now,
+            "observed_at": bind(item.observed_at),
+            "recorded_at": converted[now],
             "dedupe_key": key,
             "raw": item.raw,
         }
         for item, key in zip(items, keys, strict=True)
     ]
-    sql = _evidence_statements(conn.dialect.name)
+    sql = _evidence_statements(dialect)
     known: set[str] = set()
     for chunk in _chunks(keys, 500):
-        ids = id_list(conn.dialect.name, chunk)
+        ids = id_list(dialect, chunk)
         known.update(conn.execute(sql.known_keys, {"keys": ids}).scalars().all())
     fresh = {row["dedupe_key"]: row for row in rows if row["dedupe_key"] not in known}
     if fresh:
         # ON CONFLICT still guards against a concurrent writer of the same event.
-        conn.execute(_insert_evidence_statement(tuple(rows[0])), list(fresh.values()))
+        conn.exec_driver_sql(_insert_evidence_sql(dialect, tuple(rows[0])), list(fresh.values()))
     touched = {item.delivery_id for item in items if item.delivery_id}
     refold(conn, touched.union(routes or ()), now=now, routes=routes)
     return len(fresh)
