@@ -6,10 +6,12 @@ import random
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from sqlalchemy import select
 
+import landed.sender
 from landed.client import Client
 from landed.clock import FixedClock
 from landed.config import RelayURL, Settings
@@ -235,6 +237,21 @@ def _outbox(sender: Sender) -> list[tuple[str, str | None]]:
     return [(r.delivery_id, r.lease_owner) for r in rows]
 
 
+def _addresses(sender: Sender, rows: list[tuple[str, str | None]]) -> list[tuple[str, str | None]]:
+    """(recipient address, lease owner) of outbox rows."""
+    with sender.db.read() as conn:
+        address = dict(
+            conn.execute(
+                select(t.delivery.c.id, t.recipient.c.address).join(
+                    t.recipient, t.recipient.c.id == t.delivery.c.recipient_id
+                )
+            )
+            .tuples()
+            .all()
+        )
+    return [(address[delivery_id], owner) for delivery_id, owner in rows]
+
+
 def test_run_sends_batch_after_batch_with_the_ledger_work_beside_it(
     settings: Settings, relay: TestRelay, clock: FixedClock
 ) -> None:
@@ -335,3 +352,34 @@ def test_a_delivery_that_cannot_be_built_is_rejected_and_the_rest_are_sent(
     (evidence,) = rejected.evidence
     assert evidence.source == "worker"
     assert (evidence.detail or "").startswith("cannot send: ")
+
+
+def test_a_failed_commit_stops_run_and_gives_back_what_was_claimed_ahead(
+    settings: Settings, relay: TestRelay, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first batch's commit fails while the second is sent. run() raises
+    the failure once the second is sent, and gives back the third batch, which
+    it had claimed ahead; the two sent batches stay leased."""
+    client, sender = make(settings, relay, clock, worker_batch=2, worker_poll_seconds=0.01)
+    to = [f"user{i}@corp.test" for i in range(6)]
+    client.notify(topic="INC-9", cls="incident", to=to, subject="s", text="t")
+    real_settle = landed.sender.settle
+    calls = 0
+
+    def first_fails(*args: Any, **kwargs: Any) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("disk full")
+        real_settle(*args, **kwargs)
+
+    monkeypatch.setattr("landed.sender.settle", first_fails)
+    with pytest.raises(RuntimeError, match="disk full"):
+        sender.run(threading.Event())
+    sent = {r.rcpt_tos[0] for r in relay.received}
+    assert len(sent) == 4, "two batches sent"
+    rows = _addresses(sender, _outbox(sender))
+    # Sent but not recorded: leased, and sent again when the lease runs out (with
+    # the same Message-ID). Claimed ahead but not sent: free at once.
+    assert len(rows) == 6
+    assert {address for address, owner in rows if owner is not None} == sent
