@@ -103,6 +103,21 @@ def _datetime_binder(dialect: Dialect) -> Callable[[datetime | None], object]:
     return process
 
 
+def _stamps(dialect: Dialect) -> Callable[[datetime], object]:
+    """``_datetime_binder`` for the rows of one call: each distinct datetime is
+    converted once (the rows share ``now``, and deadlines or observation times
+    repeat)."""
+    stamp = _datetime_binder(dialect)
+    converted: dict[datetime, object] = {}
+
+    def bind(value: datetime) -> object:
+        if value not in converted:
+            converted[value] = stamp(value)
+        return converted[value]
+
+    return bind
+
+
 @dataclass(frozen=True, slots=True)
 class _EvidenceStatements:
     """append_evidence's batch statements for one dialect, each list one parameter."""
@@ -304,8 +319,9 @@ def notify(
             return existing
 
     dialect = conn.dialect.name
-    stamp = _datetime_binder(conn.dialect)
-    now_value = stamp(now)
+    # Datetimes as the driver takes them, each converted once.
+    bind = _stamps(conn.dialect)
+    now_value = bind(now)
     notification_id = new_id()
     notification = {
         "id": notification_id,
@@ -331,15 +347,6 @@ def notify(
     # A few statements per notification rather than two per recipient: each
     # statement costs far more in Python than in the database.
     counters = _next_seqs(conn, addresses, now_value, now_value)
-    # Datetimes as the driver takes them, each converted once: the rows share
-    # ``now``, and deadlines repeat (one per policy).
-    converted: dict[datetime, object] = {now: now_value}
-
-    def bind(value: datetime) -> object:
-        if value not in converted:
-            converted[value] = stamp(value)
-        return converted[value]
-
     created: list[CreatedDelivery] = []
     delivery_rows: list[dict[str, object]] = []
     queued = Level.QUEUED.value
@@ -560,14 +567,8 @@ def append_evidence(
     # shares a few), and the INSERT run through ``exec_driver_sql``. The
     # compiled path processed every parameter of every row, inside the write
     # transaction; on SQLite that is time the single write lock is held.
-    stamp = _datetime_binder(conn.dialect)
-    converted: dict[datetime, object] = {now: stamp(now)}
-
-    def bind(value: datetime) -> object:
-        if value not in converted:
-            converted[value] = stamp(value)
-        return converted[value]
-
+    bind = _stamps(conn.dialect)
+    recorded_at = bind(now)
     keys = [item.key() for item in items]
     rows = [
         {
@@ -584,7 +585,7 @@ def append_evidence(
             "reason": item.reason,
             "hard": item.hard,
             "observed_at": bind(item.observed_at),
-            "recorded_at": converted[now],
+            "recorded_at": recorded_at,
             "dedupe_key": key,
             "raw": item.raw,
         }
